@@ -1,0 +1,52 @@
+"""Wiring: from a validated config to a store, rules, renderer, transport and runner.
+The CLI and the daemon build the engine here, so both run exactly the same thing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.config import Config
+from engine.render import Renderer
+from engine.rules import RuleSet, load_rules
+from engine.runner import Runner
+from engine.store import Store, connect, migrate
+from engine.transports.mail import ConsoleTransport, FileOutbox, MailTransport
+
+
+@dataclass
+class App:
+    config: Config
+    store: Store
+    renderer: Renderer
+    rules: RuleSet
+    runner: Runner
+
+
+def make_transport(config: Config) -> MailTransport:
+    if config.mail.transport == "console":
+        return ConsoleTransport()
+    return FileOutbox(config.outbox_dir)
+
+
+def open_store(config: Config) -> Store:
+    """Connect and apply pending migrations (the schema is created on first use)."""
+    engine = connect(config.database_url, echo=config.database.echo)
+    migrate(engine)
+    return Store(engine)
+
+
+def load_rule_set(config: Config, renderer: Renderer) -> RuleSet:
+    return load_rules(
+        config.rules_dir, default_expires=config.defaults.expires, templates=renderer.names()
+    )
+
+
+def open_app(config: Config, *, transport: MailTransport | None = None) -> App:
+    renderer = Renderer(config.templates_dir)
+    rules = load_rule_set(config, renderer)  # before touching the database: fail fast
+    store = open_store(config)
+    runner = Runner(
+        store=store, rules=rules, renderer=renderer,
+        transport=transport or make_transport(config), config=config,
+    )
+    return App(config, store, renderer, rules, runner)

@@ -1,0 +1,193 @@
+"""The configuration: `config.yaml` validated by pydantic, overridden by `LIFECYCLE_<SECTION>__<KEY>`
+environment variables. Errors name the file and line, or the environment variable.
+
+pydantic-settings could merge the environment, but it loses where a value came from; this
+module keeps that so that every error says where to look."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from engine.durations import parse_duration
+from engine.errors import ConfigError, Problem
+from engine.yamlsource import load_yaml
+
+ENV_PREFIX = "LIFECYCLE_"
+CONFIG_ENV = "LIFECYCLE_CONFIG"
+DEFAULT_CONFIG = "config.yaml"
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///lifecycle.db"
+    echo: bool = False
+
+
+class PathsConfig(_Section):
+    rules: Path = Path("rules")
+    templates: Path = Path("templates")
+
+
+class SchedulerConfig(_Section):
+    tick: Duration = timedelta(minutes=1)
+
+
+class DefaultsConfig(_Section):
+    expires: Duration = timedelta(days=3)
+    guide_ttl: Duration = timedelta(days=7)
+    timezone: str = "UTC"
+
+
+class MailConfig(_Section):
+    transport: Literal["file", "console"] = "file"
+    from_address: str = Field(default="Lifecycle <lifecycle@localhost>", alias="from")
+    reply_to: str | None = None
+    outbox: Path = Path("outbox")
+
+    @field_validator("from_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if "@" not in parseaddr(value)[1]:
+            raise ValueError(f"not an email address: {value!r}")
+        return value
+
+    @property
+    def domain(self) -> str:
+        return parseaddr(self.from_address)[1].rpartition("@")[2]
+
+
+class BrandConfig(_Section):
+    """Who the emails are from, shown in every footer (anti-spam laws ask for an address)."""
+
+    name: str = "Airtouch"
+    postal_address: str = "Airtouch Inc., 1 Example Street, San Francisco, CA 94105"
+    support_email: str = "support@airtouch.example"
+
+
+class ApiConfig(_Section):
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str = "change-me"
+
+
+class Config(_Section):
+    database: DatabaseConfig = DatabaseConfig()
+    paths: PathsConfig = PathsConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    defaults: DefaultsConfig = DefaultsConfig()
+    mail: MailConfig = MailConfig()
+    links: dict[str, str] = Field(default_factory=dict)
+    brand: BrandConfig = BrandConfig()
+    api: ApiConfig = ApiConfig()
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.resolve(self.paths.rules)
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.resolve(self.paths.templates)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.resolve(self.mail.outbox)
+
+    @property
+    def database_url(self) -> str:
+        """SQLite paths are relative to the config file, not to the working directory."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            rest = url[len(prefix) :]
+            if rest and not rest.startswith(":memory:"):
+                return prefix + str((self.base_dir / rest).resolve())
+        return url
+
+
+def config_path(explicit: str | None, environ: Mapping[str, str]) -> Path:
+    return Path(explicit or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, overlay the environment, validate. A missing file means all defaults."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    located = None
+    if path.exists():
+        located, problems = load_yaml(path.read_text(encoding="utf-8"), str(path))
+        if problems:
+            raise ConfigError(problems)
+        if located is not None and located.data is not None:
+            if not isinstance(located.data, dict):
+                raise ConfigError([Problem("the config must be a mapping of sections", str(path), 1)])
+            data = located.data
+    elif path.name != DEFAULT_CONFIG or CONFIG_ENV in environ:
+        raise ConfigError([Problem("config file not found", str(path))])
+    origins = _overlay_environment(data, environ)
+    data["base_dir"] = path.resolve().parent
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, path, located, origins)) from None
+
+
+def _overlay_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    origins: dict[tuple[str, ...], str] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        target = data
+        for key in keys[:-1]:
+            child = target.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                target[key] = child
+            target = child
+        target[keys[-1]] = _env_value(raw)
+        origins[keys] = name
+    return origins
+
+
+def _env_value(raw: str) -> Any:
+    if raw.startswith(("[", "{")):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _problems(
+    exc: ValidationError, path: Path, located: Any, origins: dict[tuple[str, ...], str]
+) -> list[Problem]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(str(p) for p in error["loc"])
+        field = ".".join(loc)
+        if error["type"] == "extra_forbidden":
+            message = f"unknown key {field!r}"
+        else:
+            message = f"{field}: {str(error['msg']).removeprefix('Value error, ')}"
+        env = next((origins[k] for k in origins if loc[: len(k)] == k), None)
+        if env is not None:
+            problems.append(Problem(message, f"environment {env}"))
+        else:
+            line = located.line(loc) if located is not None else None
+            problems.append(Problem(message, str(path), line))
+    return problems

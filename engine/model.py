@@ -1,0 +1,60 @@
+"""Plain data the engine passes around: users, events, statuses. No SQL, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+SIGNED_UP = "signed_up"  # the anchor name for a user's signup time; never an event name
+
+
+class Status(StrEnum):
+    """A ledger row's status. For rules that send an email it is the email's state;
+    a guide-only row is `sent` as soon as its flag is written (same transaction)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    HELD_OUT = "held_out"
+    SKIPPED = "skipped"
+
+
+class SkipReason(StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    NO_EMAIL = "no_email"
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str | None = None
+    persona: str | None = None
+    signup_source: str | None = None
+    signed_up_at: datetime | None = None
+    timezone: str | None = None
+    account_id: str | None = None
+    invited_by: str | None = None
+    traits: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    user_id: str
+    name: str
+    occurred_at: datetime
+    properties: dict[str, Any] = field(default_factory=dict)
+    id: int = 0  # store order: breaks ties between events at the same instant
+
+
+@dataclass(frozen=True)
+class UserState:
+    """Everything the reference evaluator needs to judge one user."""
+
+    user: User
+    events: tuple[Event, ...] = ()
+    delivered_rules: frozenset[str] = frozenset()
+    suppressed: bool = False

@@ -1,0 +1,110 @@
+"""How results look: rich tables for people, JSON for programs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.clock import isoformat
+from engine.model import Status
+from engine.runner import Preview, TickReport
+
+
+def dry_run_status(preview: Preview) -> str:
+    status = preview.planned.status
+    if status is Status.HELD_OUT:
+        return "held_out"
+    if status is Status.SKIPPED:
+        return "skipped"
+    return "send"
+
+
+def preview_json(preview: Preview, *, show_body: bool = False) -> dict[str, Any]:
+    p = preview.planned
+    email: dict[str, Any] | None = None
+    if p.sends_email:
+        email = {
+            "template": p.email_template,
+            "to": p.email_to,
+            "subject": preview.rendered.subject if preview.rendered else None,
+            "message_id": p.message_id,
+        }
+        if preview.render_error:
+            email["error"] = preview.render_error
+        if show_body:
+            email["text"] = preview.rendered.text if preview.rendered else None
+            email["html"] = preview.rendered.html if preview.rendered else None
+    guide = {"id": p.guide_id, "expires_at": isoformat(p.guide_expires_at)} if p.guide_id else None
+    return {
+        "rule": p.rule_id,
+        "user_id": p.user_id,
+        "persona": p.candidate.user.get("persona"),
+        "signup_source": p.candidate.user.get("signup_source"),
+        "status": dry_run_status(preview),
+        "reason": p.reason,
+        "anchor_at": isoformat(p.anchor_at),
+        "fire_at": isoformat(p.fire_at),
+        "send_at": isoformat(p.send_at),
+        "email": email,
+        "guide": guide,
+    }
+
+
+_STYLE = {"send": "green", "held_out": "yellow", "skipped": "magenta"}
+
+
+def preview_table(previews: list[Preview], *, limit: int | None = None) -> Table:
+    table = Table(title="Dry run: what a tick would do", header_style="bold", expand=False)
+    for name in ("Rule", "User", "Persona / source", "Status", "Fire at (UTC)", "Email", "Guide"):
+        table.add_column(name, overflow="fold")
+    for preview in previews[:limit]:
+        row = preview_json(preview)
+        status = row["status"] + (f" ({row['reason']})" if row["reason"] else "")
+        email = ""
+        if row["email"]:
+            subject = row["email"]["subject"] or f"[red]{row['email'].get('error')}[/]"
+            email = f"{row['email']['template']} → {row['email']['to']}\n[dim]{subject}[/]"
+        guide = row["guide"]["id"] if row["guide"] else ""
+        table.add_row(
+            row["rule"], row["user_id"], f"{row['persona']} / {row['signup_source']}",
+            f"[{_STYLE[row['status']]}]{status}[/]", _short(row["fire_at"]), email, guide,
+        )
+    if limit is not None and len(previews) > limit:
+        table.caption = f"first {limit} of {len(previews)} rows (--limit)"
+    return table
+
+
+def preview_summary(previews: list[Preview]) -> Table:
+    counts: dict[str, Counter[str]] = {}
+    for preview in previews:
+        counts.setdefault(preview.planned.rule_id, Counter())[dry_run_status(preview)] += 1
+    table = Table(title="Per rule", header_style="bold")
+    for name in ("Rule", "send", "held_out", "skipped", "total"):
+        table.add_column(name, justify="right" if name != "Rule" else "left")
+    for rule_id, c in counts.items():
+        table.add_row(rule_id, str(c["send"]), str(c["held_out"]), str(c["skipped"]),
+                      str(sum(c.values())))
+    return table
+
+
+def tick_table(report: TickReport) -> Table:
+    table = Table(title=f"Tick at {isoformat(report.now)}", header_style="bold")
+    statuses = [s.value for s in (Status.PENDING, Status.SENT, Status.HELD_OUT, Status.SKIPPED)]
+    table.add_column("Rule")
+    for status in [*statuses, "error"]:
+        table.add_column(status, justify="right")
+    for rule_id, counter in sorted(report.by_rule().items()):
+        table.add_row(rule_id, *(str(counter.get(s, 0)) for s in [*statuses, "error"]))
+    return table
+
+
+def _short(value: str | None) -> str:
+    return (value or "").replace("T", " ").removesuffix("Z")[:16]
+
+
+def print_problems(console: Console, problems: list[Any]) -> None:
+    for problem in problems:
+        console.print(str(problem), markup=False, highlight=False)

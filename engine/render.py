@@ -1,0 +1,114 @@
+"""Email rendering: Jinja2's sandbox, StrictUndefined, autoescape for HTML only.
+
+A template is a directory `templates/<name>/` with `subject.txt`, `body.txt` and `body.html`.
+Plain dicts in, never ORM objects or rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+from engine.errors import TemplateError as RenderError
+
+PARTS = ("subject.txt", "body.txt", "body.html")
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def template_names(directory: Path) -> set[str]:
+    """Directories holding all three parts; names starting with `_` are shared pieces."""
+    if not directory.is_dir():
+        return set()
+    return {
+        entry.name
+        for entry in directory.iterdir()
+        if entry.is_dir()
+        and not entry.name.startswith(("_", "."))
+        and all((entry / part).is_file() for part in PARTS)
+    }
+
+
+class Renderer:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(str(directory)),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+            keep_trailing_newline=True,
+        )
+
+    def names(self) -> set[str]:
+        return template_names(self.directory)
+
+    def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
+        """Render all three parts; raise RenderError naming the template, part and cause."""
+        out = {}
+        for part in PARTS:
+            path = f"{name}/{part}"
+            try:
+                out[part] = self.env.get_template(path).render(context)
+            except TemplateError as exc:
+                line = getattr(exc, "lineno", None)
+                where = f"{path}:{line}" if line else path
+                raise RenderError(f"{where}: {type(exc).__name__}: {exc.message}") from exc
+            except Exception as exc:  # a template may call methods that raise anything
+                raise RenderError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        subject = " ".join(out["subject.txt"].split())
+        if not subject:
+            raise RenderError(f"{name}/subject.txt: the subject rendered empty")
+        return RenderedEmail(subject, out["body.txt"].strip() + "\n", out["body.html"])
+
+
+def email_context(
+    *,
+    user: Mapping[str, Any],
+    rule_id: str,
+    rule_description: str,
+    anchor_name: str,
+    anchor_at: datetime,
+    anchor_properties: Mapping[str, Any],
+    guide_id: str | None,
+    guide_expires_at: datetime | None,
+    links: Mapping[str, str],
+    brand: Mapping[str, str],
+    unsubscribe_url: str,
+) -> dict[str, Any]:
+    """The variables every template sees (the README documents them)."""
+    traits = dict(user.get("traits") or {})
+    return {
+        "user": {**{k: user.get(k) for k in _USER_KEYS}, "traits": traits,
+                 "first_name": first_name(traits)},
+        "rule": {"id": rule_id, "description": rule_description},
+        "anchor": {"name": anchor_name, "at": anchor_at, "properties": dict(anchor_properties)},
+        "guide": {"id": guide_id, "expires_at": guide_expires_at} if guide_id else None,
+        "links": dict(links),
+        "brand": dict(brand),
+        "unsubscribe_url": unsubscribe_url,
+    }
+
+
+_USER_KEYS = ("id", "email", "persona", "signup_source", "signed_up_at", "timezone",
+              "account_id", "invited_by")
+
+
+def first_name(traits: Mapping[str, Any]) -> str | None:
+    for key in ("first_name", "firstName"):
+        value = traits.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    name = traits.get("name")
+    if isinstance(name, str) and name.strip():
+        return name.split()[0]
+    return None

@@ -1,0 +1,205 @@
+"""One tick: evaluate every enabled rule -> write ledger rows -> dispatch due emails.
+
+The dry run goes through the same evaluation and decisions and stops before writing. `now` is
+passed in; nothing below this module reads the clock."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.config import Config
+from engine.decide import Planned, anchor_name, decide
+from engine.errors import TemplateError
+from engine.model import Status
+from engine.render import RenderedEmail, Renderer, email_context
+from engine.rules import Rule, RuleSet
+from engine.store import Due, Store
+from engine.tokens import unsubscribe_url
+from engine.transports.mail import Envelope, MailTransport, build_message
+
+log = logging.getLogger("lifecycle.runner")
+
+@dataclass
+class TickReport:
+    now: datetime
+    written: Counter[str] = field(default_factory=Counter)  # "rule_id/status" -> rows
+    dispatched: Counter[str] = field(default_factory=Counter)  # status -> emails
+
+    def by_rule(self) -> dict[str, Counter[str]]:
+        out: dict[str, Counter[str]] = {}
+        for key, count in self.written.items():
+            rule_id, status = key.split("/")
+            out.setdefault(rule_id, Counter())[status] += count
+        return out
+
+@dataclass(frozen=True)
+class Preview:
+    """A dry-run row: the planned delivery and, for emails, what it would look like."""
+
+    planned: Planned
+    rendered: RenderedEmail | None
+    render_error: str | None
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        rules: RuleSet,
+        renderer: Renderer,
+        transport: MailTransport,
+        config: Config,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.renderer = renderer
+        self.transport = transport
+        self.config = config
+
+    # ---- evaluation --------------------------------------------------------------------
+
+    def plan(
+        self,
+        now: datetime,
+        *,
+        rule_ids: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+        ordered: bool = False,
+    ) -> Iterator[list[Planned]]:
+        """Batches of what a tick at `now` would write, rule by rule."""
+        for rule in self._selected(rule_ids):
+            for batch in self.store.candidates(rule, now, user_ids=user_ids, ordered=ordered):
+                yield [self._decide(rule, c, now) for c in batch]
+
+    def _selected(self, rule_ids: Sequence[str] | None) -> list[Rule]:
+        if rule_ids:
+            return [self.rules.get(r) for r in rule_ids]
+        return list(self.rules.enabled)
+
+    def _decide(self, rule: Rule, candidate: Any, now: datetime) -> Planned:
+        return decide(
+            rule, candidate, now,
+            guide_ttl=self.config.defaults.guide_ttl, domain=self.config.mail.domain,
+        )
+
+    def dry_run(
+        self,
+        now: datetime,
+        *,
+        rule_ids: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+        render: bool = True,
+    ) -> list[Preview]:
+        """What `tick(now)` would write, rendered; writes nothing at all."""
+        previews = []
+        for batch in self.plan(now, rule_ids=rule_ids, user_ids=user_ids, ordered=True):
+            for planned in batch:
+                previews.append(self._preview(planned) if render else Preview(planned, None, None))
+        return previews
+
+    def _preview(self, planned: Planned) -> Preview:
+        if not planned.email_template or planned.status is Status.HELD_OUT:
+            return Preview(planned, None, None)
+        try:
+            return Preview(planned, self._render_planned(planned), None)
+        except TemplateError as exc:
+            return Preview(planned, None, str(exc))
+
+    def _render_planned(self, p: Planned) -> RenderedEmail:
+        rule = self.rules.get(p.rule_id)
+        assert p.email_template is not None
+        return self.renderer.render(
+            p.email_template,
+            self._context(rule, p.candidate.user, p.anchor_at, p.candidate.anchor_properties,
+                          p.guide_id, p.guide_expires_at),
+        )
+
+    # ---- the tick ----------------------------------------------------------------------
+
+    def tick(self, now: datetime, *, dispatch: bool = True) -> TickReport:
+        report = TickReport(now)
+        for rule in self.rules.enabled:
+            try:
+                self._evaluate(rule, now, report)
+            except Exception:
+                # One broken rule (a database error on its query) must not stop the others.
+                log.exception("rule %s failed to evaluate at %s", rule.id, self.rules.where(rule.id))
+                report.written[f"{rule.id}/error"] += 1
+        if dispatch:
+            report.dispatched.update(self.dispatch(now))
+        return report
+
+    def _evaluate(self, rule: Rule, now: datetime, report: TickReport) -> None:
+        for batch in self.store.candidates(rule, now):
+            planned = [self._decide(rule, c, now) for c in batch]
+            for written in self.store.record(planned, now):
+                report.written[f"{rule.id}/{written.status.value}"] += 1
+
+    def dispatch(self, now: datetime, *, batch_size: int = 100) -> Counter[str]:
+        """Send every due email. A render failure fails that one delivery, visibly."""
+        outcome: Counter[str] = Counter()
+        while due := self.store.claim_due(now, batch_size):
+            for item in due:
+                status = self._send(item, now)
+                outcome[status.value] += 1
+        return outcome
+
+    def _send(self, item: Due, now: datetime) -> Status:
+        try:
+            rule = self.rules.get(item.rule_id)
+        except KeyError:
+            return self._fail(item, now, f"rule {item.rule_id!r} is no longer defined")
+        try:
+            rendered = self.renderer.render(
+                item.email_template,
+                self._context(rule, item.user, item.anchor_at, item.anchor_properties,
+                              item.guide_id, item.guide_expires_at),
+            )
+        except TemplateError as exc:
+            return self._fail(item, now, f"render error: {exc}")
+        message = build_message(self._envelope(item, rendered, now))
+        try:
+            receipt = self.transport.send(message)
+        except Exception as exc:  # noqa: BLE001 - any transport failure is recorded, not raised
+            return self._fail(item, now, f"transport error: {type(exc).__name__}: {exc}")
+        log.info("sent %s to user %s (%s)", item.rule_id, item.user["id"], receipt)
+        self.store.mark(item.id, Status.SENT, now)
+        return Status.SENT
+
+    def _fail(self, item: Due, now: datetime, reason: str) -> Status:
+        log.error("delivery %s (%s, user %s) failed: %s", item.id, item.rule_id,
+                  item.user["id"], reason)
+        self.store.mark(item.id, Status.FAILED, now, reason=reason)
+        return Status.FAILED
+
+    def _envelope(self, item: Due, rendered: RenderedEmail, now: datetime) -> Envelope:
+        mail = self.config.mail
+        return Envelope(
+            sender=mail.from_address, to=item.email_to, subject=rendered.subject,
+            text=rendered.text, html=rendered.html, message_id=item.message_id, date=now,
+            reply_to=mail.reply_to, unsubscribe_url=self._unsubscribe(str(item.user["id"])),
+        )
+
+    def _unsubscribe(self, user_id: str) -> str:
+        api = self.config.api
+        return unsubscribe_url(api.public_url, api.secret_key, user_id)
+
+    def _context(
+        self, rule: Rule, user: dict[str, Any], anchor_at: datetime,
+        anchor_properties: dict[str, Any], guide_id: str | None,
+        guide_expires_at: datetime | None,
+    ) -> dict[str, Any]:
+        return email_context(
+            user=user, rule_id=rule.id, rule_description=rule.description,
+            anchor_name=anchor_name(rule), anchor_at=anchor_at,
+            anchor_properties=anchor_properties, guide_id=guide_id,
+            guide_expires_at=guide_expires_at, links=self.config.links,
+            brand=self.config.brand.model_dump(),
+            unsubscribe_url=self._unsubscribe(str(user["id"])),
+        )
+

@@ -1,0 +1,152 @@
+"""The engine's tables (SQLAlchemy Core). The Alembic migrations create exactly these;
+a test compares the two."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC on every database; always aware UTC in Python. SQLite compares
+    these as text, which is correct because the stored format is fixed-width."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the engine works in aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL on SQLite
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+Id = String(255)
+# SQLite only makes INTEGER PRIMARY KEY an alias of its rowid; PostgreSQL wants 64 bits.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("email", String(320)),
+    Column("persona", String(64)),
+    Column("signup_source", String(64)),
+    Column("signed_up_at", UTCDateTime()),
+    Column("timezone", String(64)),
+    Column("account_id", Id),
+    Column("invited_by", Id),
+    Column("traits", JsonDoc, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index(None, "signed_up_at"),
+    Index(None, "account_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", Id, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("properties", JsonDoc, nullable=False),
+    Column("message_id", String(255)),
+    Column("received_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("message_id"),
+    # Anchor windows scan (name, occurred_at); per-user checks probe (user_id, name, occurred_at).
+    Index(None, "name", "occurred_at"),
+    Index(None, "user_id", "name", "occurred_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("rule_id", String(255), nullable=False),
+    Column("user_id", Id, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("email_template", String(255)),
+    Column("email_to", String(320)),
+    Column("guide_id", String(255)),
+    Column("anchor_at", UTCDateTime(), nullable=False),
+    Column("anchor_event_id", BigId),
+    Column("fire_at", UTCDateTime(), nullable=False),
+    Column("send_at", UTCDateTime()),
+    Column("holdout", Boolean, nullable=False),
+    Column("message_id", String(255)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    # The exactly-once guarantee: a rule fires at most once per user, whoever inserts.
+    UniqueConstraint("rule_id", "user_id"),
+    Index(None, "status", "send_at"),
+    Index(None, "user_id"),
+)
+
+guide_flags = Table(
+    "guide_flags",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_id", BigId, ForeignKey("deliveries.id"), nullable=False),
+    Column("user_id", Id, nullable=False),
+    Column("guide_id", String(255), nullable=False),
+    Column("rule_id", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("set_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("delivery_id"),
+    Index(None, "user_id", "status"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", Id),
+    Column("email", String(320)),
+    Column("reason", String(32), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("user_id", "reason"),
+    UniqueConstraint("email", "reason"),
+    Index(None, "email"),
+)

@@ -1,0 +1,438 @@
+"""The only module that talks to the database (SQLAlchemy 2 Core).
+
+One narrow interface (`Store`) over SQLite and PostgreSQL; the dialect differences (upserts,
+JSON merging, row locks) stay inside this file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Table,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+
+from engine.decide import Candidate, Planned
+from engine.evaluate import candidates as candidates_query
+from engine.model import Event, Status, User, UserState
+from engine.rules import Rule
+from engine.schema import deliveries, events, guide_flags, metadata, suppressions, users
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BATCH = 1000
+
+
+def connect(url: str, *, echo: bool = False) -> Engine:
+    """An Engine with the settings the engine relies on (SQLite: WAL, a busy timeout)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    engine = create_engine(url, echo=echo, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest Alembic revision (a no-op when it is there)."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _insert(connection: Connection, table: Table) -> Insert:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class UserUpsert:
+    """Identify: columns that are None keep their stored value; traits merge, new wins."""
+
+    id: str
+    traits: dict[str, Any]
+    email: str | None = None
+    persona: str | None = None
+    signup_source: str | None = None
+    signed_up_at: datetime | None = None
+    timezone: str | None = None
+    account_id: str | None = None
+    invited_by: str | None = None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    user_id: str
+    name: str
+    occurred_at: datetime
+    properties: dict[str, Any]
+    message_id: str | None
+
+
+@dataclass(frozen=True)
+class Due:
+    """A claimed email delivery with what rendering it needs."""
+
+    id: int
+    rule_id: str
+    user: dict[str, Any]
+    email_template: str
+    email_to: str
+    message_id: str
+    anchor_at: datetime
+    anchor_properties: dict[str, Any]
+    guide_id: str | None
+    guide_expires_at: datetime | None
+    attempts: int
+
+
+USER_FIELDS = ("id", "email", "persona", "signup_source", "signed_up_at", "timezone",
+               "account_id", "invited_by", "traits")
+_COLUMN_FIELDS = USER_FIELDS[1:-1]
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    # ---- evaluation --------------------------------------------------------------------
+
+    def candidates(
+        self, rule: Rule, now: datetime, *, user_ids: Sequence[str] | None = None,
+        ordered: bool = False,
+    ) -> Iterator[list[Candidate]]:
+        """The rule's firings at `now`, in bounded batches (memory does not grow with N)."""
+        statement = candidates_query(rule, now, user_ids=user_ids, ordered=ordered)
+        with self.engine.connect() as connection:
+            result = connection.execution_options(yield_per=BATCH).execute(statement)
+            for rows in result.partitions():
+                yield [_candidate(row) for row in rows]
+
+    def record(self, planned: Sequence[Planned], now: datetime) -> list[Planned]:
+        """Write ledger rows and their guide flags in one transaction; return those written.
+
+        "On conflict do nothing" on (rule, user): a row another process or an earlier tick
+        wrote wins, and this one is dropped, so nothing is ever triggered twice."""
+        if not planned:
+            return []
+        with self.engine.begin() as connection:
+            statement = (
+                _insert(connection, deliveries)
+                .on_conflict_do_nothing(index_elements=["rule_id", "user_id"])
+                .returning(deliveries.c.id, deliveries.c.rule_id, deliveries.c.user_id)
+            )
+            rows = connection.execute(statement, [_delivery_row(p, now) for p in planned]).all()
+            by_key = {(p.rule_id, p.user_id): p for p in planned}
+            written = [(row.id, by_key[(row.rule_id, row.user_id)]) for row in rows]
+            flags = [_flag_row(did, p, now) for did, p in written if p.sets_guide]
+            if flags:
+                connection.execute(guide_flags.insert(), flags)
+        return [p for _, p in written]
+
+    # ---- dispatch ----------------------------------------------------------------------
+
+    def claim_due(self, now: datetime, limit: int = 100) -> list[Due]:
+        """Move due `pending` rows to `sending` and return them. The conditional update
+        (and, on PostgreSQL, SKIP LOCKED) lets several dispatchers share the ledger."""
+        due = (
+            select(deliveries.c.id)
+            .where(deliveries.c.status == Status.PENDING.value, deliveries.c.send_at <= now)
+            .order_by(deliveries.c.send_at, deliveries.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self.engine.begin() as connection:
+            ids = [
+                row.id
+                for row in connection.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(due.scalar_subquery()),
+                           deliveries.c.status == Status.PENDING.value)
+                    .values(status=Status.SENDING.value, updated_at=now,
+                            attempts=deliveries.c.attempts + 1)
+                    .returning(deliveries.c.id)
+                )
+            ]
+        return self._due(ids)
+
+    def _due(self, ids: list[int]) -> list[Due]:
+        if not ids:
+            return []
+        anchor = events.alias("anchor")
+        flag = guide_flags
+        statement = (
+            select(deliveries, *[users.c[f].label(f"u_{f}") for f in USER_FIELDS],
+                   anchor.c.properties.label("anchor_properties"),
+                   flag.c.expires_at.label("guide_expires_at"))
+            .select_from(
+                deliveries.join(users, users.c.id == deliveries.c.user_id)
+                .outerjoin(anchor, anchor.c.id == deliveries.c.anchor_event_id)
+                .outerjoin(flag, flag.c.delivery_id == deliveries.c.id)
+            )
+            .where(deliveries.c.id.in_(ids))
+            .order_by(deliveries.c.id)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement).all()
+        return [
+            Due(
+                id=row.id, rule_id=row.rule_id,
+                user={f: getattr(row, f"u_{f}") for f in USER_FIELDS},
+                email_template=row.email_template, email_to=row.email_to,
+                message_id=row.message_id, anchor_at=row.anchor_at,
+                anchor_properties=row.anchor_properties or {}, guide_id=row.guide_id,
+                guide_expires_at=row.guide_expires_at, attempts=row.attempts,
+            )
+            for row in rows
+        ]
+
+    def mark(self, delivery_id: int, status: Status, now: datetime, *,
+             reason: str | None = None) -> None:
+        """Finish a claimed row; only a row still `sending` changes (a claim is a lease)."""
+        values: dict[str, Any] = {"status": status.value, "reason": reason, "updated_at": now}
+        if status is Status.SENT:
+            values["sent_at"] = now
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id,
+                       deliveries.c.status == Status.SENDING.value)
+                .values(**values)
+            )
+
+    # ---- ingestion ---------------------------------------------------------------------
+
+    def upsert_users(self, records: Iterable[UserUpsert], now: datetime) -> int:
+        merged = _merge_same_user(records)
+        if not merged:
+            return 0
+        with self.engine.begin() as connection:
+            statement = _insert(connection, users)
+            excluded = statement.excluded
+            traits = (
+                users.c.traits.op("||")(excluded.traits)
+                if self.dialect == "postgresql"
+                else func.json_patch(users.c.traits, excluded.traits)
+            )
+            updates: dict[str, Any] = {
+                name: func.coalesce(excluded[name], users.c[name]) for name in _COLUMN_FIELDS
+            }
+            updates |= {"traits": traits, "updated_at": excluded.updated_at}
+            connection.execute(
+                statement.on_conflict_do_update(index_elements=["id"], set_=updates),
+                [_user_row(r, now) for r in merged],
+            )
+        return len(merged)
+
+    def insert_events(self, records: Sequence[EventRecord], now: datetime) -> int:
+        """Insert events; a `message_id` seen before is skipped. Returns how many were new."""
+        if not records:
+            return 0
+        with self.engine.begin() as connection:
+            statement = (
+                _insert(connection, events)
+                .on_conflict_do_nothing(index_elements=["message_id"])
+                .returning(events.c.id)
+            )
+            rows = connection.execute(
+                statement,
+                [{"user_id": r.user_id, "name": r.name, "occurred_at": r.occurred_at,
+                  "properties": r.properties, "message_id": r.message_id, "received_at": now}
+                 for r in records],
+            ).all()
+        return len(rows)
+
+    def suppress(self, now: datetime, *, user_id: str | None = None,
+                 email: str | None = None, reason: str = "unsubscribed") -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                _insert(connection, suppressions).on_conflict_do_nothing(),
+                {"user_id": user_id, "email": email.lower() if email else None,
+                 "reason": reason, "created_at": now},
+            )
+
+    # ---- reading -----------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            return {
+                table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+                for table in (users, events, deliveries, guide_flags, suppressions)
+            }
+
+    def status_counts(self) -> dict[str, int]:
+        statement = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+        with self.engine.connect() as connection:
+            return {row[0]: row[1] for row in connection.execute(statement)}
+
+    def deliveries(
+        self, *, status: str | None = None, rule_id: str | None = None,
+        user_id: str | None = None, limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        statement = select(deliveries).order_by(deliveries.c.id)
+        if status:
+            statement = statement.where(deliveries.c.status == status)
+        if rule_id:
+            statement = statement.where(deliveries.c.rule_id == rule_id)
+        if user_id:
+            statement = statement.where(deliveries.c.user_id == user_id)
+        if limit:
+            statement = statement.limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(statement)]
+
+    def guide_flags(self, user_id: str | None = None) -> list[dict[str, Any]]:
+        statement = select(guide_flags).order_by(guide_flags.c.id)
+        if user_id:
+            statement = statement.where(guide_flags.c.user_id == user_id)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(statement)]
+
+    def persona_counts(self) -> list[tuple[str | None, str | None, int]]:
+        statement = (
+            select(users.c.persona, users.c.signup_source, func.count())
+            .group_by(users.c.persona, users.c.signup_source)
+            .order_by(users.c.persona, users.c.signup_source)
+        )
+        with self.engine.connect() as connection:
+            return [(r[0], r[1], r[2]) for r in connection.execute(statement)]
+
+    def user_states(self, user_ids: Sequence[str] | None = None) -> Iterator[UserState]:
+        """Each user's whole state, for the reference evaluator (tests and benchmarks)."""
+        user_query = select(users).order_by(users.c.id)
+        if user_ids is not None:
+            user_query = user_query.where(users.c.id.in_(list(user_ids)))
+        with self.engine.connect() as connection:
+            for batch in connection.execution_options(yield_per=BATCH).execute(
+                user_query
+            ).partitions():
+                yield from self._states(connection, batch)
+
+    def _states(self, connection: Connection, batch: Sequence[Row[Any]]) -> Iterator[UserState]:
+        ids = [row.id for row in batch]
+        by_user: dict[str, list[Event]] = {i: [] for i in ids}
+        for e in connection.execute(select(events).where(events.c.user_id.in_(ids))):
+            by_user[e.user_id].append(
+                Event(e.user_id, e.name, e.occurred_at, e.properties or {}, e.id)
+            )
+        delivered: dict[str, set[str]] = {i: set() for i in ids}
+        for d in connection.execute(
+            select(deliveries.c.user_id, deliveries.c.rule_id)
+            .where(deliveries.c.user_id.in_(ids))
+        ):
+            delivered[d.user_id].add(d.rule_id)
+        suppressed = {
+            row.user_id for row in connection.execute(
+                select(suppressions.c.user_id).where(suppressions.c.user_id.in_(ids))
+            )
+        }
+        emails = {
+            row.email for row in connection.execute(
+                select(suppressions.c.email).where(suppressions.c.email.is_not(None))
+            )
+        }
+        for row in batch:
+            user = User(**{f: getattr(row, f) for f in USER_FIELDS})
+            yield UserState(
+                user=User(**{**user.__dict__, "traits": user.traits or {}}),
+                events=tuple(sorted(by_user[row.id], key=lambda e: (e.occurred_at, e.id))),
+                delivered_rules=frozenset(delivered[row.id]),
+                suppressed=row.id in suppressed or (row.email or "").lower() in emails,
+            )
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of every table, in key order: tests compare these."""
+        with self.engine.connect() as connection:
+            return {
+                table.name: [
+                    dict(row._mapping)
+                    for row in connection.execute(select(table).order_by(*table.primary_key))
+                ]
+                for table in metadata.sorted_tables
+            }
+
+
+def _candidate(row: Row[Any]) -> Candidate:
+    user = {f: getattr(row, f) for f in USER_FIELDS}
+    user["traits"] = user["traits"] or {}
+    return Candidate(
+        user=user,
+        anchor_at=row.anchor_at,
+        anchor_event_id=row.anchor_event_id,
+        anchor_properties=row.anchor_properties or {},
+        suppressed=bool(row.suppressed),
+    )
+
+
+def _delivery_row(p: Planned, now: datetime) -> dict[str, Any]:
+    return {
+        "rule_id": p.rule_id, "user_id": p.user_id, "status": p.status.value,
+        "reason": p.reason, "email_template": p.email_template if p.sends_email else None,
+        "email_to": p.email_to, "guide_id": p.guide_id, "anchor_at": p.anchor_at,
+        "anchor_event_id": p.anchor_event_id, "fire_at": p.fire_at, "send_at": p.send_at,
+        "holdout": p.holdout, "message_id": p.message_id, "attempts": 0,
+        "created_at": now, "updated_at": now, "sent_at": None,
+    }
+
+
+def _flag_row(delivery_id: int, p: Planned, now: datetime) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery_id, "user_id": p.user_id, "guide_id": p.guide_id,
+        "rule_id": p.rule_id, "status": "active", "set_at": now,
+        "expires_at": p.guide_expires_at, "updated_at": now,
+    }
+
+
+def _merge_same_user(records: Iterable[UserUpsert]) -> list[UserUpsert]:
+    """One row per user id (a statement may not upsert a row twice); later values win."""
+    merged: dict[str, UserUpsert] = {}
+    for record in records:
+        previous = merged.get(record.id)
+        if previous is None:
+            merged[record.id] = record
+            continue
+        fields = {
+            name: getattr(record, name) if getattr(record, name) is not None
+            else getattr(previous, name)
+            for name in _COLUMN_FIELDS
+        }
+        merged[record.id] = UserUpsert(
+            id=record.id, traits={**previous.traits, **record.traits}, **fields
+        )
+    return list(merged.values())
+
+
+def _user_row(record: UserUpsert, now: datetime) -> dict[str, Any]:
+    return {
+        "id": record.id, "traits": record.traits, "created_at": now, "updated_at": now,
+        **{name: getattr(record, name) for name in _COLUMN_FIELDS},
+    }

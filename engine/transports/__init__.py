@@ -1,0 +1,1 @@
+"""Delivery channels: email transports (file outbox, console, recording fake)."""

@@ -1,0 +1,101 @@
+"""Email transports. One narrow interface (`send(message) -> receipt`); the file outbox and
+console are for local use, the recording transport is the in-memory fake for tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Protocol, TextIO
+
+
+class MailTransport(Protocol):
+    def send(self, message: EmailMessage) -> str:
+        """Deliver one message; return a receipt (a path, a server reply). Raise on failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    to: str
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    date: datetime
+    reply_to: str | None = None
+    unsubscribe_url: str | None = None
+
+
+def build_message(envelope: Envelope) -> EmailMessage:
+    """A standard multipart/alternative message: text first, HTML preferred."""
+    message = EmailMessage()
+    message["From"] = envelope.sender
+    message["To"] = envelope.to
+    message["Subject"] = envelope.subject
+    message["Date"] = format_datetime(envelope.date)
+    message["Message-ID"] = envelope.message_id
+    if envelope.reply_to:
+        message["Reply-To"] = envelope.reply_to
+    if envelope.unsubscribe_url:
+        message["List-Unsubscribe"] = f"<{envelope.unsubscribe_url}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(envelope.text)
+    message.add_alternative(envelope.html, subtype="html")
+    return message
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@-]+")
+
+
+class FileOutbox:
+    """Writes each message as `<outbox>/<message-id>.eml`. The name comes from the
+    deterministic Message-ID, so sending the same ledger row twice overwrites one file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path_for(self, message: EmailMessage) -> Path:
+        name = _UNSAFE.sub("_", str(message["Message-ID"]).strip("<>")) or "message"
+        return self.directory / f"{name}.eml"
+
+    def send(self, message: EmailMessage) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self.path_for(message)
+        handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            out.write(message.as_bytes())
+        os.replace(temporary, target)  # atomic: a reader never sees half a message
+        return str(target)
+
+
+class ConsoleTransport:
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    def send(self, message: EmailMessage) -> str:
+        stream = self.stream or sys.stdout
+        stream.write(message.as_string())
+        stream.write("\n" + "-" * 72 + "\n")
+        return "console"
+
+
+class RecordingTransport:
+    """The in-memory fake: keeps every message; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.fail_with: Exception | None = None
+
+    def send(self, message: EmailMessage) -> str:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.messages.append(message)
+        return f"recorded #{len(self.messages)}"
