@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from engine.errors import LifecycleError, ProblemsError
 from engine.ingest import ingest_lines
 from engine.present import preview_json, preview_summary, preview_table, tick_table
 from engine.schema import metadata
+from engine.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console()
@@ -35,12 +36,24 @@ err = Console(stderr=True)
 @dataclass
 class State:
     config_path: str | None
+    stores: list[Store] = field(default_factory=list)
 
     def config(self) -> Config:
         return load_config(config_path(self.config_path, os.environ))
 
     def app(self) -> App:
-        return open_app(self.config())
+        app = open_app(self.config())
+        self.stores.append(app.store)
+        return app
+
+    def store(self, config: Config) -> Store:
+        store = open_store(config)
+        self.stores.append(store)
+        return store
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.engine.dispose()
 
 
 def friendly_errors(command: F) -> F:
@@ -84,6 +97,7 @@ def cli(ctx: click.Context, config_file: str | None, verbose: int) -> None:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = State(config_file)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @cli.command()
@@ -166,8 +180,7 @@ def tick(state: State, at: datetime | None) -> None:
 @friendly_errors
 def ingest(state: State, file: str) -> None:
     """Load Segment-spec JSON lines (identify, track) from FILE ('-' for stdin)."""
-    config = state.config()
-    store = open_store(config)
+    store = state.store(state.config())
     now = SystemClock().now()
     if file == "-":
         report = ingest_lines(sys.stdin, store, now, source="<stdin>")
@@ -265,7 +278,7 @@ def _tour(app: App, now: datetime) -> None:
 def deliveries(state: State, status: str | None, rule_id: str | None, user_id: str | None,
                limit: int, fmt: str) -> None:
     """List the delivery ledger."""
-    store = open_store(state.config())
+    store = state.store(state.config())
     rows = store.deliveries(status=status, rule_id=rule_id, user_id=user_id, limit=limit)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=_json_default))

@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -19,6 +20,11 @@ class MailTransport(Protocol):
     def send(self, message: EmailMessage) -> str:
         """Deliver one message; return a receipt (a path, a server reply). Raise on failure."""
         ...
+
+
+# Long header values (the unsubscribe URL) must stay verbatim, not become encoded-words:
+# mail clients parse List-Unsubscribe as a raw <url>. 998 is RFC 5322's hard line limit.
+POLICY = default_policy.clone(max_line_length=998)
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class Envelope:
 
 def build_message(envelope: Envelope) -> EmailMessage:
     """A standard multipart/alternative message: text first, HTML preferred."""
-    message = EmailMessage()
+    message = EmailMessage(policy=POLICY)
     message["From"] = envelope.sender
     message["To"] = envelope.to
     message["Subject"] = envelope.subject

@@ -1,0 +1,90 @@
+"""A project directory (config, the default rule pack and templates, an empty database and
+outbox) and a way to run the `lifecycle` CLI in it."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from engine.cli import cli
+from engine.config import load_config
+from engine.store import Store, connect
+from tests.conftest import ROOT, _truncate
+
+DATA = Path(__file__).parent / "data"
+
+
+@dataclass
+class Project:
+    directory: Path
+    config_file: Path
+    database_url: str
+
+    def run(self, *args: str, ok: bool = True) -> Result:
+        result = CliRunner().invoke(cli, ["--config", str(self.config_file), *args],
+                                    catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--format", "json").stdout)
+
+    @property
+    def outbox(self) -> Path:
+        return self.directory / "outbox"
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        engine = connect(load_config(self.config_file, environ={}).database_url)
+        try:
+            yield Store(engine)
+        finally:
+            engine.dispose()
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        with self.store() as store:
+            return store.dump()
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        with self.store() as store:
+            return store.deliveries()
+
+    def guide_flags(self) -> list[dict[str, Any]]:
+        with self.store() as store:
+            return store.guide_flags()
+
+
+def make_project(directory: Path, database_url: str, rules: Path | None = None) -> Project:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["database"]["url"] = database_url
+    config["paths"] = {"rules": str(rules or ROOT / "rules"), "templates": str(ROOT / "templates")}
+    config_file = directory / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    return Project(directory, config_file, database_url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
+    """The default pack on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield make_project(tmp_path, "sqlite:///lifecycle.db")
+        return
+    url = request.getfixturevalue("pg_database")
+    engine = connect(url)
+    _truncate(engine)
+    engine.dispose()
+    yield make_project(tmp_path, url)
+
+
+@pytest.fixture
+def sqlite_project(tmp_path: Path) -> Project:
+    return make_project(tmp_path, "sqlite:///lifecycle.db")
