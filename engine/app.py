@@ -46,7 +46,10 @@ def open_app(config: Config, *, transport: MailTransport | None = None) -> App:
     rules = load_rule_set(config, renderer)  # before touching the database: fail fast
     store = open_store(config)
     runner = Runner(
-        store=store, rules=rules, renderer=renderer,
-        transport=transport or make_transport(config), config=config,
+        store=store,
+        rules=rules,
+        renderer=renderer,
+        transport=transport or make_transport(config),
+        config=config,
     )
     return App(config, store, renderer, rules, runner)

@@ -13,13 +13,28 @@ from engine.rules import load_rules
 
 SAMPLE_AT = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 SAMPLE_USERS: tuple[dict[str, Any], ...] = (
-    {"id": "sample-full", "email": "ana.garcia@northwind.example", "persona": "data_engineer",
-     "signup_source": "organic", "signed_up_at": SAMPLE_AT, "timezone": "Europe/Madrid",
-     "account_id": "acct-1", "invited_by": "u-0",
-     "traits": {"first_name": "Ana", "company": "Northwind", "plan": "trial"}},
-    {"id": "sample-sparse", "email": "x@example.com", "persona": None, "signup_source": None,
-     "signed_up_at": None, "timezone": None, "account_id": None, "invited_by": None,
-     "traits": {}},
+    {
+        "id": "sample-full",
+        "email": "ana.garcia@northwind.example",
+        "persona": "data_engineer",
+        "signup_source": "organic",
+        "signed_up_at": SAMPLE_AT,
+        "timezone": "Europe/Madrid",
+        "account_id": "acct-1",
+        "invited_by": "u-0",
+        "traits": {"first_name": "Ana", "company": "Northwind", "plan": "trial"},
+    },
+    {
+        "id": "sample-sparse",
+        "email": "x@example.com",
+        "persona": None,
+        "signup_source": None,
+        "signed_up_at": None,
+        "timezone": None,
+        "account_id": None,
+        "invited_by": None,
+        "traits": {},
+    },
 )
 
 
@@ -40,8 +55,9 @@ def check(config: Config) -> CheckResult:
     for name in sorted(names):
         result.problems.extend(_render_samples(renderer, name, config))
     try:
-        rules = load_rules(config.rules_dir, default_expires=config.defaults.expires,
-                           templates=names)
+        rules = load_rules(
+            config.rules_dir, default_expires=config.defaults.expires, templates=names
+        )
         result.rules = len(rules.rules)
     except RuleError as exc:
         result.problems.extend(exc.problems)
@@ -52,11 +68,16 @@ def _render_samples(renderer: Renderer, name: str, config: Config) -> list[Probl
     for user in SAMPLE_USERS:
         for guide in ("sample_guide", None):
             context = email_context(
-                user=user, rule_id="sample-rule", rule_description="A sample rule",
-                anchor_name="workflow_started", anchor_at=SAMPLE_AT,
-                anchor_properties={"direction": "ingest"}, guide_id=guide,
+                user=user,
+                rule_id="sample-rule",
+                rule_description="A sample rule",
+                anchor_name="workflow_started",
+                anchor_at=SAMPLE_AT,
+                anchor_properties={"direction": "ingest"},
+                guide_id=guide,
                 guide_expires_at=SAMPLE_AT + timedelta(days=7) if guide else None,
-                links=config.links, brand=config.brand.model_dump(),
+                links=config.links,
+                brand=config.brand.model_dump(),
                 unsubscribe_url="https://example.com/unsubscribe/sample",
             )
             try:

@@ -65,16 +65,16 @@ def friendly_errors(command: F) -> F:
             return command(*args, **kwargs)
         except ProblemsError as exc:
             for problem in exc.problems:
-                err.print(f"[red]error[/]: {problem}", highlight=False)
+                err.print(f"[red]error[/]: {problem}", highlight=False, soft_wrap=True)
             sys.exit(1)
         except LifecycleError as exc:
-            err.print(f"[red]error[/]: {exc}", highlight=False)
+            err.print(f"[red]error[/]: {exc}", highlight=False, soft_wrap=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
 
-class Instant(click.ParamType):
+class Instant(click.ParamType):  # type: ignore[type-arg]
     name = "ISO8601"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
@@ -87,8 +87,12 @@ class Instant(click.ParamType):
 
 
 @click.group()
-@click.option("--config", "config_file", metavar="PATH",
-              help="Config file (default ./config.yaml, or $LIFECYCLE_CONFIG).")
+@click.option(
+    "--config",
+    "config_file",
+    metavar="PATH",
+    help="Config file (default ./config.yaml, or $LIFECYCLE_CONFIG).",
+)
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(package_name="lifecycle")
 @click.pass_context
@@ -107,7 +111,7 @@ def check(state: State) -> None:
     """Validate the config, every rule and every template (rendered against sample users)."""
     result = run_check(state.config())
     for problem in result.problems:
-        out.print(str(problem), markup=False, highlight=False)
+        out.print(str(problem), markup=False, highlight=False, soft_wrap=True)
     if result.problems:
         err.print(f"[red]{len(result.problems)} problem(s)[/]")
         sys.exit(1)
@@ -123,8 +127,15 @@ def check(state: State) -> None:
 @click.option("--limit", type=int, help="Table rows to show (JSON is always complete).")
 @click.pass_obj
 @friendly_errors
-def dry_run(state: State, at: datetime | None, rule_ids: tuple[str, ...],
-            user_ids: tuple[str, ...], fmt: str, show_body: bool, limit: int | None) -> None:
+def dry_run(
+    state: State,
+    at: datetime | None,
+    rule_ids: tuple[str, ...],
+    user_ids: tuple[str, ...],
+    fmt: str,
+    show_body: bool,
+    limit: int | None,
+) -> None:
     """Who would get what, and when: a tick at --at that writes nothing."""
     app = state.app()
     _check_rule_ids(app, rule_ids)
@@ -144,7 +155,7 @@ def dry_run(state: State, at: datetime | None, rule_ids: tuple[str, ...],
             if preview.rendered:
                 out.rule(f"{preview.planned.rule_id} → {preview.planned.email_to}")
                 out.print(f"Subject: {preview.rendered.subject}\n", markup=False)
-                out.print(preview.rendered.text, markup=False, highlight=False)
+                out.print(preview.rendered.text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _check_rule_ids(app: App, rule_ids: tuple[str, ...]) -> None:
@@ -169,9 +180,11 @@ def tick(state: State, at: datetime | None) -> None:
     else:
         out.print(f"Tick at {isoformat(report.now)}: no rule fired for anyone new.")
     sent = ", ".join(f"{k}: {v}" for k, v in sorted(report.dispatched.items())) or "none"
-    out.print(f"Emails dispatched: {sent} (transport: {app.config.mail.transport}"
-              + (f", outbox {app.config.outbox_dir}" if app.config.mail.transport == "file" else "")
-              + ")")
+    out.print(
+        f"Emails dispatched: {sent} (transport: {app.config.mail.transport}"
+        + (f", outbox {app.config.outbox_dir}" if app.config.mail.transport == "file" else "")
+        + ")"
+    )
 
 
 @cli.command()
@@ -191,9 +204,11 @@ def ingest(state: State, file: str) -> None:
         with path.open(encoding="utf-8", errors="replace") as handle:
             report = ingest_lines(handle, store, now, source=file)
     for problem in report.problems:
-        err.print(f"[red]rejected[/] {problem}", highlight=False)
-    out.print(f"{report.lines} lines: {report.users} users identified, {report.events} events "
-              f"stored, {report.duplicates} duplicates skipped, {report.rejected} rejected")
+        err.print(f"[red]rejected[/] {problem}", highlight=False, soft_wrap=True)
+    out.print(
+        f"{report.lines} lines: {report.users} users identified, {report.events} events "
+        f"stored, {report.duplicates} duplicates skipped, {report.rejected} rejected"
+    )
     if report.problems:
         sys.exit(1)
 
@@ -201,11 +216,20 @@ def ingest(state: State, file: str) -> None:
 @cli.command()
 @click.option("--users", "n", type=click.IntRange(1, 5_000_000), default=200, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--days", type=click.IntRange(1, 365), default=7, show_default=True,
-              help="Signups spread over this many past days.")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 365),
+    default=7,
+    show_default=True,
+    help="Signups spread over this many past days.",
+)
 @click.option("--reset", is_flag=True, help="Empty the database (and outbox) first.")
-@click.option("--tour/--no-tour", default=True, show_default=True,
-              help="Then show a dry run, run one tick and list the outbox.")
+@click.option(
+    "--tour/--no-tour",
+    default=True,
+    show_default=True,
+    help="Then show a dry run, run one tick and list the outbox.",
+)
 @click.pass_obj
 @friendly_errors
 def demo(state: State, n: int, seed: int, days: int, reset: bool, tour: bool) -> None:
@@ -213,8 +237,10 @@ def demo(state: State, n: int, seed: int, days: int, reset: bool, tour: bool) ->
     app = state.app()
     now = SystemClock().now()
     if app.store.counts()["users"] and not reset:
-        raise LifecycleError("the database already has users; pass --reset to replace "
-                             "everything in it with the demo population")
+        raise LifecycleError(
+            "the database already has users; pass --reset to replace "
+            "everything in it with the demo population"
+        )
     if reset:
         _reset(app)
     with out.status(f"Generating {n} users over {days} days…"):
@@ -240,8 +266,10 @@ def _reset(app: App) -> None:
 
 def _population_table(app: App) -> Table:
     counts = app.store.counts()
-    table = Table(title=f"Demo population: {counts['users']} users, {counts['events']} events",
-                  header_style="bold")
+    table = Table(
+        title=f"Demo population: {counts['users']} users, {counts['events']} events",
+        header_style="bold",
+    )
     table.add_column("Persona")
     table.add_column("Signup source")
     table.add_column("Users", justify="right")
@@ -262,9 +290,11 @@ def _tour(app: App, now: datetime) -> None:
     files = sorted(app.config.outbox_dir.glob("*.eml"))
     out.print(f"{len(files)} .eml files in {app.config.outbox_dir}, for example:")
     for file in files[:5]:
-        out.print(f"  {file}", highlight=False)
-    out.print("\nNext: [bold]lifecycle dry-run --at <later ISO time>[/] to see what comes next, "
-              "[bold]lifecycle deliveries[/] for the ledger.")
+        out.print(f"  {file}", highlight=False, soft_wrap=True)
+    out.print(
+        "\nNext: [bold]lifecycle dry-run --at <later ISO time>[/] to see what comes next, "
+        "[bold]lifecycle deliveries[/] for the ledger."
+    )
 
 
 @cli.command()
@@ -275,8 +305,9 @@ def _tour(app: App, now: datetime) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.pass_obj
 @friendly_errors
-def deliveries(state: State, status: str | None, rule_id: str | None, user_id: str | None,
-               limit: int, fmt: str) -> None:
+def deliveries(
+    state: State, status: str | None, rule_id: str | None, user_id: str | None, limit: int, fmt: str
+) -> None:
     """List the delivery ledger."""
     store = state.store(state.config())
     rows = store.deliveries(status=status, rule_id=rule_id, user_id=user_id, limit=limit)
@@ -284,12 +315,35 @@ def deliveries(state: State, status: str | None, rule_id: str | None, user_id: s
         click.echo(json.dumps(rows, indent=2, default=_json_default))
         return
     table = Table(title="Delivery ledger", header_style="bold")
-    for name in ("id", "rule_id", "user_id", "status", "reason", "email_to", "guide_id",
-                 "fire_at", "sent_at"):
+    for name in (
+        "id",
+        "rule_id",
+        "user_id",
+        "status",
+        "reason",
+        "email_to",
+        "guide_id",
+        "fire_at",
+        "sent_at",
+    ):
         table.add_column(name, overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row[k]) for k in ("id", "rule_id", "user_id", "status", "reason",
-                                                "email_to", "guide_id", "fire_at", "sent_at")))
+        table.add_row(
+            *(
+                _cell(row[k])
+                for k in (
+                    "id",
+                    "rule_id",
+                    "user_id",
+                    "status",
+                    "reason",
+                    "email_to",
+                    "guide_id",
+                    "fire_at",
+                    "sent_at",
+                )
+            )
+        )
     out.print(table)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(store.status_counts().items()))
     out.print(f"All rows by status: {counts or 'none'}")

@@ -4,6 +4,7 @@ makes a change to one visibly incomplete without the other."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,17 +43,22 @@ def sql_condition(ops: Ops, read: SqlReader, present: SqlPresent) -> ColumnEleme
     if ops.not_in is not None:
         clauses.append(_sql_none_of(read, list(ops.not_in)))
     number = read("number")
-    for bound, compare in (
-        (ops.gt, lambda c, v: c > v),
-        (ops.gte, lambda c, v: c >= v),
-        (ops.lt, lambda c, v: c < v),
-        (ops.lte, lambda c, v: c <= v),
-    ):
+    for bound, compare in _orderings(ops):
         if bound is not None:
             clauses.append(false() if number is None else compare(number, bound))
     if ops.exists is not None:
         clauses.append(present if ops.exists else not_(present))
     return and_(true(), *clauses)
+
+
+def _orderings(ops: Ops) -> list[tuple[float | None, Callable[[Any, Any], Any]]]:
+    """The ordering operators with their comparison; the same for SQL columns and numbers."""
+    return [
+        (ops.gt, operator.gt),
+        (ops.gte, operator.ge),
+        (ops.lt, operator.lt),
+        (ops.lte, operator.le),
+    ]
 
 
 def _by_kind(values: Sequence[object]) -> dict[Kind, list[object]]:
@@ -97,12 +103,7 @@ def py_condition(ops: Ops, actual: object) -> bool:
     if ops.not_in is not None and _py_any_of(actual, list(ops.not_in)):
         return False
     number = actual if kind_of(actual) == "number" else None
-    for bound, compare in (
-        (ops.gt, lambda a, b: a > b),
-        (ops.gte, lambda a, b: a >= b),
-        (ops.lt, lambda a, b: a < b),
-        (ops.lte, lambda a, b: a <= b),
-    ):
+    for bound, compare in _orderings(ops):
         if bound is not None and (number is None or not compare(number, bound)):
             return False
     return ops.exists is None or ops.exists == (actual is not None)

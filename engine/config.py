@@ -1,5 +1,6 @@
-"""The configuration: `config.yaml` validated by pydantic, overridden by `LIFECYCLE_<SECTION>__<KEY>`
-environment variables. Errors name the file and line, or the environment variable.
+"""The configuration: `config.yaml` validated by pydantic, overridden by
+`LIFECYCLE_<SECTION>__<KEY>` environment variables. Errors name the file and line, or the
+environment variable.
 
 pydantic-settings could merge the environment, but it loses where a value came from; this
 module keeps that so that every error says where to look."""
@@ -134,7 +135,9 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
             raise ConfigError(problems)
         if located is not None and located.data is not None:
             if not isinstance(located.data, dict):
-                raise ConfigError([Problem("the config must be a mapping of sections", str(path), 1)])
+                raise ConfigError(
+                    [Problem("the config must be a mapping of sections", str(path), 1)]
+                )
             data = located.data
     elif path.name != DEFAULT_CONFIG or CONFIG_ENV in environ:
         raise ConfigError([Problem("config file not found", str(path))])
@@ -146,7 +149,9 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(_problems(exc, path, located, origins)) from None
 
 
-def _overlay_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+def _overlay_environment(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> dict[tuple[str, ...], str]:
     origins: dict[tuple[str, ...], str] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name:

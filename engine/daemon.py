@@ -27,12 +27,22 @@ def run(app: App, clock: Clock) -> None:
         except Exception:
             log.exception("tick at %s failed; the next tick will try again", now.isoformat())
             return
-        log.info("tick at %s: wrote %s, dispatched %s", now.isoformat(),
-                 dict(report.written), dict(report.dispatched))
+        log.info(
+            "tick at %s: wrote %s, dispatched %s",
+            now.isoformat(),
+            dict(report.written),
+            dict(report.dispatched),
+        )
 
     scheduler.add_job(
-        tick, "interval", seconds=interval, id="tick", coalesce=True, max_instances=1,
-        misfire_grace_time=None, next_run_time=clock.now(),
+        tick,
+        "interval",
+        seconds=interval,
+        id="tick",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=None,
+        next_run_time=clock.now(),
     )
 
     def stop(signum: int, _frame: FrameType | None) -> None:

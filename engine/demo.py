@@ -10,17 +10,85 @@ from datetime import datetime, timedelta
 
 from engine.store import EventRecord, UserUpsert
 
-PERSONAS = (("data_engineer", 0.40), ("analyst", 0.20), ("sales", 0.15),
-            ("marketing", 0.15), ("other", 0.10))
-FIRST = ("Ana", "Ben", "Chloé", "Dae-jung", "Elif", "Farah", "Gustavo", "Hana", "Ines", "Jonas",
-         "Kwame", "Lucía", "Min-ji", "Nikhil", "Olga", "Pablo", "Qing", "Rosa", "Sven", "Tomás",
-         "Uma", "Valentina", "Wei", "Ximena", "Yusuf", "Zoe")
-LAST = ("Alvarez", "Brown", "Choi", "Dubois", "Eriksen", "Fernández", "García", "Han", "Ito",
-        "Jensen", "Kim", "López", "Müller", "Nakamura", "Okafor", "Park", "Rossi", "Silva")
-COMPANIES = ("northwind", "acme-analytics", "bluefin", "cobalt-labs", "datadune", "evergreen",
-             "fjord-io", "gridline", "harbor", "ionic-retail", "juniper-health", "kestrel")
-TIMEZONES = ("America/New_York", "America/Los_Angeles", "Europe/Madrid", "Europe/London",
-             "Asia/Seoul", "Asia/Kolkata", "America/Sao_Paulo", "Australia/Sydney")
+PERSONAS = (
+    ("data_engineer", 0.40),
+    ("analyst", 0.20),
+    ("sales", 0.15),
+    ("marketing", 0.15),
+    ("other", 0.10),
+)
+FIRST = (
+    "Ana",
+    "Ben",
+    "Chloé",
+    "Dae-jung",
+    "Elif",
+    "Farah",
+    "Gustavo",
+    "Hana",
+    "Ines",
+    "Jonas",
+    "Kwame",
+    "Lucía",
+    "Min-ji",
+    "Nikhil",
+    "Olga",
+    "Pablo",
+    "Qing",
+    "Rosa",
+    "Sven",
+    "Tomás",
+    "Uma",
+    "Valentina",
+    "Wei",
+    "Ximena",
+    "Yusuf",
+    "Zoe",
+)
+LAST = (
+    "Alvarez",
+    "Brown",
+    "Choi",
+    "Dubois",
+    "Eriksen",
+    "Fernández",
+    "García",
+    "Han",
+    "Ito",
+    "Jensen",
+    "Kim",
+    "López",
+    "Müller",
+    "Nakamura",
+    "Okafor",
+    "Park",
+    "Rossi",
+    "Silva",
+)
+COMPANIES = (
+    "northwind",
+    "acme-analytics",
+    "bluefin",
+    "cobalt-labs",
+    "datadune",
+    "evergreen",
+    "fjord-io",
+    "gridline",
+    "harbor",
+    "ionic-retail",
+    "juniper-health",
+    "kestrel",
+)
+TIMEZONES = (
+    "America/New_York",
+    "America/Los_Angeles",
+    "Europe/Madrid",
+    "Europe/London",
+    "Asia/Seoul",
+    "Asia/Kolkata",
+    "America/Sao_Paulo",
+    "Australia/Sydney",
+)
 PLANS = (("trial", 0.6), ("free", 0.3), ("team", 0.1))
 
 
@@ -47,8 +115,13 @@ def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
     return rng.choices([v for v, _ in weighted], weights=[w for _, w in weighted])[0]
 
 
-def _user(rng: random.Random, index: int, signed_up_at: datetime,
-          accounts: dict[str, list[str]], seed: int) -> UserUpsert:
+def _user(
+    rng: random.Random,
+    index: int,
+    signed_up_at: datetime,
+    accounts: dict[str, list[str]],
+    seed: int,
+) -> UserUpsert:
     user_id = f"u{seed}-{index:05d}"
     invited = bool(accounts) and rng.random() < 0.35
     if invited:
@@ -68,8 +141,12 @@ def _user(rng: random.Random, index: int, signed_up_at: datetime,
         timezone=rng.choice(TIMEZONES),
         account_id=account_id,
         invited_by=invited_by,
-        traits={"first_name": first, "last_name": last, "company": company.title(),
-                "plan": _pick(rng, PLANS)},
+        traits={
+            "first_name": first,
+            "last_name": last,
+            "company": company.title(),
+            "plan": _pick(rng, PLANS),
+        },
     )
 
 
@@ -80,13 +157,20 @@ def _ascii(text: str) -> str:
 
 def _events(rng: random.Random, user: UserUpsert, now: datetime, seed: int) -> list[EventRecord]:
     assert user.signed_up_at is not None
-    start, out = user.signed_up_at, []
+    start, out = user.signed_up_at, list[EventRecord]()
     core = user.persona == "data_engineer"
 
     def add(name: str, at: datetime, **properties: object) -> datetime:
         if at <= now:
-            out.append(EventRecord(user.id, name, at.replace(microsecond=0), dict(properties),
-                                   f"demo-{seed}-{user.id}-{len(out)}"))
+            out.append(
+                EventRecord(
+                    user.id,
+                    name,
+                    at.replace(microsecond=0),
+                    dict(properties),
+                    f"demo-{seed}-{user.id}-{len(out)}",
+                )
+            )
         return at
 
     def later(base: datetime, mean_hours: float) -> datetime:
@@ -96,8 +180,11 @@ def _events(rng: random.Random, user: UserUpsert, now: datetime, seed: int) -> l
         add("email_verified", later(start, 3))
     connect_p = {"data_engineer": 0.6, "analyst": 0.3}.get(user.persona or "", 0.12)
     if rng.random() < connect_p:
-        connected = add("connection_created", later(start, 14), kind=rng.choice(
-            ("postgres", "snowflake", "bigquery", "salesforce", "hubspot")))
+        connected = add(
+            "connection_created",
+            later(start, 14),
+            kind=rng.choice(("postgres", "snowflake", "bigquery", "salesforce", "hubspot")),
+        )
         if rng.random() < 0.7:
             direction = "ingest" if rng.random() < 0.65 else "egress"
             started = add("workflow_started", later(connected, 5), direction=direction)

@@ -49,15 +49,21 @@ def candidates(
     earliest, latest = window(rule, now)
     if rule.when.anchored_on_signup:
         anchor_at: ColumnElement[Any] = users.c.signed_up_at
-        columns = [anchor_at.label("anchor_at"), null().label("anchor_event_id"),
-                   null().label("anchor_properties")]
+        columns = [
+            anchor_at.label("anchor_at"),
+            null().label("anchor_event_id"),
+            null().label("anchor_properties"),
+        ]
         source: FromClause = users
         anchor_filter = and_(anchor_at >= earliest, anchor_at <= latest)
     else:
         anchor = events.alias("anchor")
         anchor_at = anchor.c.occurred_at
-        columns = [anchor_at.label("anchor_at"), anchor.c.id.label("anchor_event_id"),
-                   anchor.c.properties.label("anchor_properties")]
+        columns = [
+            anchor_at.label("anchor_at"),
+            anchor.c.id.label("anchor_event_id"),
+            anchor.c.properties.label("anchor_properties"),
+        ]
         source = anchor.join(users, users.c.id == anchor.c.user_id)
         anchor_filter = and_(
             anchor.c.name == rule.when.since,
@@ -86,8 +92,10 @@ def candidates(
 def _audience(rule: Rule) -> ColumnElement[bool]:
     audience = rule.audience
     clauses = []
-    for column, ops in ((users.c.persona, audience.persona),
-                        (users.c.signup_source, audience.signup_source)):
+    for column, ops in (
+        (users.c.persona, audience.persona),
+        (users.c.signup_source, audience.signup_source),
+    ):
         if ops is not None:
             clauses.append(_column_condition(column, ops))
     clauses.append(_properties_match(users.c.traits, audience.traits))
@@ -101,11 +109,16 @@ def _column_condition(column: ColumnElement[Any], ops: Ops) -> ColumnElement[boo
     return sql_condition(ops, read, column.is_not(None))
 
 
-def _properties_match(document: ColumnElement[Any], conditions: dict[str, Ops]) -> ColumnElement[bool]:
+def _properties_match(
+    document: ColumnElement[Any], conditions: dict[str, Ops]
+) -> ColumnElement[bool]:
     clauses = []
     for key, ops in conditions.items():
-        readers = {"text": JsonText(document, key), "number": JsonNumber(document, key),
-                   "bool": JsonBool(document, key)}
+        readers = {
+            "text": JsonText(document, key),
+            "number": JsonNumber(document, key),
+            "bool": JsonBool(document, key),
+        }
         clauses.append(sql_condition(ops, readers.get, JsonPresent(document, key)))
     return and_(true(), *clauses)
 
@@ -132,7 +145,9 @@ def _done(rule: Rule, anchor_at: ColumnElement[Any], now: datetime) -> list[Colu
     return clauses
 
 
-def _seen(names: Sequence[str], anchor_at: ColumnElement[Any], now: datetime) -> ColumnElement[bool]:
+def _seen(
+    names: Sequence[str], anchor_at: ColumnElement[Any], now: datetime
+) -> ColumnElement[bool]:
     seen = events.alias()
     return exists().where(
         seen.c.user_id == users.c.id,
@@ -150,4 +165,3 @@ def _suppressed() -> ColumnElement[bool]:
     by_user = exists().where(suppressions.c.user_id == users.c.id)
     by_email = exists().where(suppressions.c.email == func.lower(users.c.email))
     return or_(by_user, by_email)
-

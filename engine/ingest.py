@@ -47,13 +47,17 @@ def ingest_lines(
         try:
             record = parse_message(json.loads(line), received_at=now, mapping=mapping)
         except json.JSONDecodeError as exc:
-            report.problems.append(Problem(f"invalid JSON: {exc.msg} (column {exc.colno})",
-                                           source, number))
+            report.problems.append(
+                Problem(f"invalid JSON: {exc.msg} (column {exc.colno})", source, number)
+            )
             continue
         except SegmentError as exc:
             report.problems.append(Problem(str(exc), source, number))
             continue
-        (users if isinstance(record, UserUpsert) else events).append(record)
+        if isinstance(record, UserUpsert):
+            users.append(record)
+        else:
+            events.append(record)
         if len(users) + len(events) >= CHUNK:
             _flush(store, users, events, now, report)
             if progress:
@@ -62,8 +66,13 @@ def ingest_lines(
     return report
 
 
-def _flush(store: Store, users: list[UserUpsert], events: list[EventRecord], now: datetime,
-           report: IngestReport) -> None:
+def _flush(
+    store: Store,
+    users: list[UserUpsert],
+    events: list[EventRecord],
+    now: datetime,
+    report: IngestReport,
+) -> None:
     # Users first, so that a file that identifies then tracks lands consistently per chunk.
     report.users += store.upsert_users(users, now)
     stored = store.insert_events(events, now)

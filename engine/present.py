@@ -69,8 +69,13 @@ def preview_table(previews: list[Preview], *, limit: int | None = None) -> Table
             email = f"{row['email']['template']} → {row['email']['to']}\n[dim]{subject}[/]"
         guide = row["guide"]["id"] if row["guide"] else ""
         table.add_row(
-            row["rule"], row["user_id"], f"{row['persona']} / {row['signup_source']}",
-            f"[{_STYLE[row['status']]}]{status}[/]", _short(row["fire_at"]), email, guide,
+            row["rule"],
+            row["user_id"],
+            f"{row['persona']} / {row['signup_source']}",
+            f"[{_STYLE[row['status']]}]{status}[/]",
+            _short(row["fire_at"]),
+            email,
+            guide,
         )
     if limit is not None and len(previews) > limit:
         table.caption = f"first {limit} of {len(previews)} rows (--limit)"
@@ -85,19 +90,27 @@ def preview_summary(previews: list[Preview]) -> Table:
     for name in ("Rule", "send", "held_out", "skipped", "total"):
         table.add_column(name, justify="right" if name != "Rule" else "left")
     for rule_id, c in counts.items():
-        table.add_row(rule_id, str(c["send"]), str(c["held_out"]), str(c["skipped"]),
-                      str(sum(c.values())))
+        table.add_row(
+            rule_id, str(c["send"]), str(c["held_out"]), str(c["skipped"]), str(sum(c.values()))
+        )
     return table
 
 
 def tick_table(report: TickReport) -> Table:
-    table = Table(title=f"Tick at {isoformat(report.now)}", header_style="bold")
-    statuses = [s.value for s in (Status.PENDING, Status.SENT, Status.HELD_OUT, Status.SKIPPED)]
-    table.add_column("Rule")
-    for status in [*statuses, "error"]:
-        table.add_column(status, justify="right")
+    """Rows written per rule: emails queued, guide-only rows, held out, skipped, errors."""
+    table = Table(title=f"Tick at {isoformat(report.now)}: new ledger rows", header_style="bold")
+    columns = {
+        "email queued": Status.PENDING.value,
+        "guide only": Status.SENT.value,
+        "held out": Status.HELD_OUT.value,
+        "skipped": Status.SKIPPED.value,
+        "error": "error",
+    }
+    table.add_column("Rule", overflow="fold")
+    for title in columns:
+        table.add_column(title, justify="right")
     for rule_id, counter in sorted(report.by_rule().items()):
-        table.add_row(rule_id, *(str(counter.get(s, 0)) for s in [*statuses, "error"]))
+        table.add_row(rule_id, *(str(counter.get(s, 0)) for s in columns.values()))
     return table
 
 

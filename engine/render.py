@@ -59,16 +59,30 @@ class Renderer:
             path = f"{name}/{part}"
             try:
                 out[part] = self.env.get_template(path).render(context)
-            except TemplateError as exc:
-                line = getattr(exc, "lineno", None)
-                where = f"{path}:{line}" if line else path
-                raise RenderError(f"{where}: {type(exc).__name__}: {exc.message}") from exc
             except Exception as exc:  # a template may call methods that raise anything
-                raise RenderError(f"{path}: {type(exc).__name__}: {exc}") from exc
+                line = _template_line(exc, path)
+                where = f"{path}:{line}" if line else path
+                text = exc.message if isinstance(exc, TemplateError) else str(exc)
+                raise RenderError(f"{where}: {type(exc).__name__}: {text}") from exc
         subject = " ".join(out["subject.txt"].split())
         if not subject:
             raise RenderError(f"{name}/subject.txt: the subject rendered empty")
         return RenderedEmail(subject, out["body.txt"].strip() + "\n", out["body.html"])
+
+
+def _template_line(exc: BaseException, path: str) -> int | None:
+    """Syntax errors carry a line; runtime errors only in the traceback Jinja rewrites so
+    that its frames point into the template file."""
+    line = getattr(exc, "lineno", None)
+    if isinstance(line, int):
+        return line
+    found = None
+    trace = exc.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.endswith(path):
+            found = trace.tb_lineno
+        trace = trace.tb_next
+    return found
 
 
 def email_context(
@@ -88,8 +102,11 @@ def email_context(
     """The variables every template sees (the README documents them)."""
     traits = dict(user.get("traits") or {})
     return {
-        "user": {**{k: user.get(k) for k in _USER_KEYS}, "traits": traits,
-                 "first_name": first_name(traits)},
+        "user": {
+            **{k: user.get(k) for k in _USER_KEYS},
+            "traits": traits,
+            "first_name": first_name(traits),
+        },
         "rule": {"id": rule_id, "description": rule_description},
         "anchor": {"name": anchor_name, "at": anchor_at, "properties": dict(anchor_properties)},
         "guide": {"id": guide_id, "expires_at": guide_expires_at} if guide_id else None,
@@ -99,8 +116,16 @@ def email_context(
     }
 
 
-_USER_KEYS = ("id", "email", "persona", "signup_source", "signed_up_at", "timezone",
-              "account_id", "invited_by")
+_USER_KEYS = (
+    "id",
+    "email",
+    "persona",
+    "signup_source",
+    "signed_up_at",
+    "timezone",
+    "account_id",
+    "invited_by",
+)
 
 
 def first_name(traits: Mapping[str, Any]) -> str | None:

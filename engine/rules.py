@@ -215,7 +215,9 @@ def load_rules(
             if rule.id in sources:
                 first = "{}:{}".format(*sources[rule.id])
                 problems.append(
-                    Problem(f"duplicate rule id (first defined at {first})", str(path), line, rule.id)
+                    Problem(
+                        f"duplicate rule id (first defined at {first})", str(path), line, rule.id
+                    )
                 )
                 continue
             sources[rule.id] = (str(path), line)
@@ -293,7 +295,9 @@ def parse_rule_file(text: str, file: str) -> tuple[list[tuple[Rule, int]], list[
         try:
             parsed.append((Rule.model_validate(item), line))
         except ValidationError as exc:
-            problems.extend(_located_problems(exc, located, base, str(rule_id) if rule_id else None))
+            problems.extend(
+                _located_problems(exc, located, base, str(rule_id) if rule_id else None)
+            )
     return parsed, problems
 
 

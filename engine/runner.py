@@ -24,6 +24,7 @@ from engine.transports.mail import Envelope, MailTransport, build_message
 
 log = logging.getLogger("lifecycle.runner")
 
+
 @dataclass
 class TickReport:
     now: datetime
@@ -37,6 +38,7 @@ class TickReport:
             out.setdefault(rule_id, Counter())[status] += count
         return out
 
+
 @dataclass(frozen=True)
 class Preview:
     """A dry-run row: the planned delivery and, for emails, what it would look like."""
@@ -44,6 +46,7 @@ class Preview:
     planned: Planned
     rendered: RenderedEmail | None
     render_error: str | None
+
 
 class Runner:
     def __init__(
@@ -83,8 +86,11 @@ class Runner:
 
     def _decide(self, rule: Rule, candidate: Any, now: datetime) -> Planned:
         return decide(
-            rule, candidate, now,
-            guide_ttl=self.config.defaults.guide_ttl, domain=self.config.mail.domain,
+            rule,
+            candidate,
+            now,
+            guide_ttl=self.config.defaults.guide_ttl,
+            domain=self.config.mail.domain,
         )
 
     def dry_run(
@@ -115,8 +121,14 @@ class Runner:
         assert p.email_template is not None
         return self.renderer.render(
             p.email_template,
-            self._context(rule, p.candidate.user, p.anchor_at, p.candidate.anchor_properties,
-                          p.guide_id, p.guide_expires_at),
+            self._context(
+                rule,
+                p.candidate.user,
+                p.anchor_at,
+                p.candidate.anchor_properties,
+                p.guide_id,
+                p.guide_expires_at,
+            ),
         )
 
     # ---- the tick ----------------------------------------------------------------------
@@ -128,7 +140,9 @@ class Runner:
                 self._evaluate(rule, now, report)
             except Exception:
                 # One broken rule (a database error on its query) must not stop the others.
-                log.exception("rule %s failed to evaluate at %s", rule.id, self.rules.where(rule.id))
+                log.exception(
+                    "rule %s failed to evaluate at %s", rule.id, self.rules.where(rule.id)
+                )
                 report.written[f"{rule.id}/error"] += 1
         if dispatch:
             report.dispatched.update(self.dispatch(now))
@@ -157,8 +171,14 @@ class Runner:
         try:
             rendered = self.renderer.render(
                 item.email_template,
-                self._context(rule, item.user, item.anchor_at, item.anchor_properties,
-                              item.guide_id, item.guide_expires_at),
+                self._context(
+                    rule,
+                    item.user,
+                    item.anchor_at,
+                    item.anchor_properties,
+                    item.guide_id,
+                    item.guide_expires_at,
+                ),
             )
         except TemplateError as exc:
             return self._fail(item, now, f"render error: {exc}")
@@ -172,17 +192,24 @@ class Runner:
         return Status.SENT
 
     def _fail(self, item: Due, now: datetime, reason: str) -> Status:
-        log.error("delivery %s (%s, user %s) failed: %s", item.id, item.rule_id,
-                  item.user["id"], reason)
+        log.error(
+            "delivery %s (%s, user %s) failed: %s", item.id, item.rule_id, item.user["id"], reason
+        )
         self.store.mark(item.id, Status.FAILED, now, reason=reason)
         return Status.FAILED
 
     def _envelope(self, item: Due, rendered: RenderedEmail, now: datetime) -> Envelope:
         mail = self.config.mail
         return Envelope(
-            sender=mail.from_address, to=item.email_to, subject=rendered.subject,
-            text=rendered.text, html=rendered.html, message_id=item.message_id, date=now,
-            reply_to=mail.reply_to, unsubscribe_url=self._unsubscribe(str(item.user["id"])),
+            sender=mail.from_address,
+            to=item.email_to,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=item.message_id,
+            date=now,
+            reply_to=mail.reply_to,
+            unsubscribe_url=self._unsubscribe(str(item.user["id"])),
         )
 
     def _unsubscribe(self, user_id: str) -> str:
@@ -190,16 +217,24 @@ class Runner:
         return unsubscribe_url(api.public_url, api.secret_key, user_id)
 
     def _context(
-        self, rule: Rule, user: dict[str, Any], anchor_at: datetime,
-        anchor_properties: dict[str, Any], guide_id: str | None,
+        self,
+        rule: Rule,
+        user: dict[str, Any],
+        anchor_at: datetime,
+        anchor_properties: dict[str, Any],
+        guide_id: str | None,
         guide_expires_at: datetime | None,
     ) -> dict[str, Any]:
         return email_context(
-            user=user, rule_id=rule.id, rule_description=rule.description,
-            anchor_name=anchor_name(rule), anchor_at=anchor_at,
-            anchor_properties=anchor_properties, guide_id=guide_id,
-            guide_expires_at=guide_expires_at, links=self.config.links,
+            user=user,
+            rule_id=rule.id,
+            rule_description=rule.description,
+            anchor_name=anchor_name(rule),
+            anchor_at=anchor_at,
+            anchor_properties=anchor_properties,
+            guide_id=guide_id,
+            guide_expires_at=guide_expires_at,
+            links=self.config.links,
             brand=self.config.brand.model_dump(),
             unsubscribe_url=self._unsubscribe(str(user["id"])),
         )
-

@@ -22,16 +22,17 @@ class _JsonRead(ColumnElement[Any]):
 
     def __init__(self, column: ColumnElement[Any], key: str) -> None:
         self.column = column
-        self.key = key
+        self.json_key = key
 
     @property
     def type(self) -> TypeEngine[Any]:  # type: ignore[override]
-        return {"text": String(), "number": Float(), "bool": Boolean()}.get(self.kind, Boolean())
+        types: dict[str, TypeEngine[Any]] = {"text": String(), "number": Float()}
+        return types.get(self.kind, Boolean())
 
     # Cache key: the column and key are part of the statement's structure.
-    _traverse_internals = [  # noqa: RUF012
+    _traverse_internals = [
         ("column", InternalTraversal.dp_clauseelement),
-        ("key", InternalTraversal.dp_string),
+        ("json_key", InternalTraversal.dp_string),
     ]
 
 
@@ -67,13 +68,13 @@ def _sqlite_path(key: str) -> str:
 
 @compiles(JsonText, "sqlite")
 def _text_sqlite(element: JsonText, compiler: SQLCompiler, **kw: Any) -> str:
-    col, path = compiler.process(element.column, **kw), _sqlite_path(element.key)
+    col, path = compiler.process(element.column, **kw), _sqlite_path(element.json_key)
     return f"(CASE WHEN json_type({col}, {path}) = 'text' THEN json_extract({col}, {path}) END)"
 
 
 @compiles(JsonNumber, "sqlite")
 def _number_sqlite(element: JsonNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    col, path = compiler.process(element.column, **kw), _sqlite_path(element.key)
+    col, path = compiler.process(element.column, **kw), _sqlite_path(element.json_key)
     return (
         f"(CASE WHEN json_type({col}, {path}) IN ('integer', 'real') "
         f"THEN json_extract({col}, {path}) END)"
@@ -82,25 +83,25 @@ def _number_sqlite(element: JsonNumber, compiler: SQLCompiler, **kw: Any) -> str
 
 @compiles(JsonBool, "sqlite")
 def _bool_sqlite(element: JsonBool, compiler: SQLCompiler, **kw: Any) -> str:
-    col, path = compiler.process(element.column, **kw), _sqlite_path(element.key)
+    col, path = compiler.process(element.column, **kw), _sqlite_path(element.json_key)
     return f"(CASE json_type({col}, {path}) WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)"
 
 
 @compiles(JsonPresent, "sqlite")
 def _present_sqlite(element: JsonPresent, compiler: SQLCompiler, **kw: Any) -> str:
-    col, path = compiler.process(element.column, **kw), _sqlite_path(element.key)
+    col, path = compiler.process(element.column, **kw), _sqlite_path(element.json_key)
     return f"(coalesce(json_type({col}, {path}), 'null') <> 'null')"
 
 
 @compiles(JsonText, "postgresql")
 def _text_pg(element: JsonText, compiler: SQLCompiler, **kw: Any) -> str:
-    col, key = compiler.process(element.column, **kw), _literal(element.key)
+    col, key = compiler.process(element.column, **kw), _literal(element.json_key)
     return f"(CASE WHEN jsonb_typeof({col} -> {key}) = 'string' THEN {col} ->> {key} END)"
 
 
 @compiles(JsonNumber, "postgresql")
 def _number_pg(element: JsonNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    col, key = compiler.process(element.column, **kw), _literal(element.key)
+    col, key = compiler.process(element.column, **kw), _literal(element.json_key)
     return (
         f"(CASE WHEN jsonb_typeof({col} -> {key}) = 'number' "
         f"THEN CAST({col} ->> {key} AS DOUBLE PRECISION) END)"
@@ -109,7 +110,7 @@ def _number_pg(element: JsonNumber, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(JsonBool, "postgresql")
 def _bool_pg(element: JsonBool, compiler: SQLCompiler, **kw: Any) -> str:
-    col, key = compiler.process(element.column, **kw), _literal(element.key)
+    col, key = compiler.process(element.column, **kw), _literal(element.json_key)
     return (
         f"(CASE WHEN jsonb_typeof({col} -> {key}) = 'boolean' "
         f"THEN CAST({col} ->> {key} AS BOOLEAN) END)"
@@ -118,5 +119,5 @@ def _bool_pg(element: JsonBool, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(JsonPresent, "postgresql")
 def _present_pg(element: JsonPresent, compiler: SQLCompiler, **kw: Any) -> str:
-    col, key = compiler.process(element.column, **kw), _literal(element.key)
+    col, key = compiler.process(element.column, **kw), _literal(element.json_key)
     return f"(coalesce(jsonb_typeof({col} -> {key}), 'null') <> 'null')"

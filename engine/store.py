@@ -16,7 +16,6 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     Connection,
     Engine,
-    Insert,
     Table,
     create_engine,
     event,
@@ -65,9 +64,11 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def _insert(connection: Connection, table: Table) -> Insert:
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)  # type: ignore[no-any-return]
+def _insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT, which has ON CONFLICT (same spelling on both)."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,17 @@ class Due:
     attempts: int
 
 
-USER_FIELDS = ("id", "email", "persona", "signup_source", "signed_up_at", "timezone",
-               "account_id", "invited_by", "traits")
+USER_FIELDS = (
+    "id",
+    "email",
+    "persona",
+    "signup_source",
+    "signed_up_at",
+    "timezone",
+    "account_id",
+    "invited_by",
+    "traits",
+)
 _COLUMN_FIELDS = USER_FIELDS[1:-1]
 
 
@@ -127,7 +137,11 @@ class Store:
     # ---- evaluation --------------------------------------------------------------------
 
     def candidates(
-        self, rule: Rule, now: datetime, *, user_ids: Sequence[str] | None = None,
+        self,
+        rule: Rule,
+        now: datetime,
+        *,
+        user_ids: Sequence[str] | None = None,
         ordered: bool = False,
     ) -> Iterator[list[Candidate]]:
         """The rule's firings at `now`, in bounded batches (memory does not grow with N)."""
@@ -175,10 +189,15 @@ class Store:
                 row.id
                 for row in connection.execute(
                     update(deliveries)
-                    .where(deliveries.c.id.in_(due.scalar_subquery()),
-                           deliveries.c.status == Status.PENDING.value)
-                    .values(status=Status.SENDING.value, updated_at=now,
-                            attempts=deliveries.c.attempts + 1)
+                    .where(
+                        deliveries.c.id.in_(due.scalar_subquery()),
+                        deliveries.c.status == Status.PENDING.value,
+                    )
+                    .values(
+                        status=Status.SENDING.value,
+                        updated_at=now,
+                        attempts=deliveries.c.attempts + 1,
+                    )
                     .returning(deliveries.c.id)
                 )
             ]
@@ -190,9 +209,12 @@ class Store:
         anchor = events.alias("anchor")
         flag = guide_flags
         statement = (
-            select(deliveries, *[users.c[f].label(f"u_{f}") for f in USER_FIELDS],
-                   anchor.c.properties.label("anchor_properties"),
-                   flag.c.expires_at.label("guide_expires_at"))
+            select(
+                deliveries,
+                *[users.c[f].label(f"u_{f}") for f in USER_FIELDS],
+                anchor.c.properties.label("anchor_properties"),
+                flag.c.expires_at.label("guide_expires_at"),
+            )
             .select_from(
                 deliveries.join(users, users.c.id == deliveries.c.user_id)
                 .outerjoin(anchor, anchor.c.id == deliveries.c.anchor_event_id)
@@ -205,18 +227,24 @@ class Store:
             rows = connection.execute(statement).all()
         return [
             Due(
-                id=row.id, rule_id=row.rule_id,
+                id=row.id,
+                rule_id=row.rule_id,
                 user={f: getattr(row, f"u_{f}") for f in USER_FIELDS},
-                email_template=row.email_template, email_to=row.email_to,
-                message_id=row.message_id, anchor_at=row.anchor_at,
-                anchor_properties=row.anchor_properties or {}, guide_id=row.guide_id,
-                guide_expires_at=row.guide_expires_at, attempts=row.attempts,
+                email_template=row.email_template,
+                email_to=row.email_to,
+                message_id=row.message_id,
+                anchor_at=row.anchor_at,
+                anchor_properties=row.anchor_properties or {},
+                guide_id=row.guide_id,
+                guide_expires_at=row.guide_expires_at,
+                attempts=row.attempts,
             )
             for row in rows
         ]
 
-    def mark(self, delivery_id: int, status: Status, now: datetime, *,
-             reason: str | None = None) -> None:
+    def mark(
+        self, delivery_id: int, status: Status, now: datetime, *, reason: str | None = None
+    ) -> None:
         """Finish a claimed row; only a row still `sending` changes (a claim is a lease)."""
         values: dict[str, Any] = {"status": status.value, "reason": reason, "updated_at": now}
         if status is Status.SENT:
@@ -224,8 +252,7 @@ class Store:
         with self.engine.begin() as connection:
             connection.execute(
                 update(deliveries)
-                .where(deliveries.c.id == delivery_id,
-                       deliveries.c.status == Status.SENDING.value)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == Status.SENDING.value)
                 .values(**values)
             )
 
@@ -265,19 +292,37 @@ class Store:
             )
             rows = connection.execute(
                 statement,
-                [{"user_id": r.user_id, "name": r.name, "occurred_at": r.occurred_at,
-                  "properties": r.properties, "message_id": r.message_id, "received_at": now}
-                 for r in records],
+                [
+                    {
+                        "user_id": r.user_id,
+                        "name": r.name,
+                        "occurred_at": r.occurred_at,
+                        "properties": r.properties,
+                        "message_id": r.message_id,
+                        "received_at": now,
+                    }
+                    for r in records
+                ],
             ).all()
         return len(rows)
 
-    def suppress(self, now: datetime, *, user_id: str | None = None,
-                 email: str | None = None, reason: str = "unsubscribed") -> None:
+    def suppress(
+        self,
+        now: datetime,
+        *,
+        user_id: str | None = None,
+        email: str | None = None,
+        reason: str = "unsubscribed",
+    ) -> None:
         with self.engine.begin() as connection:
             connection.execute(
                 _insert(connection, suppressions).on_conflict_do_nothing(),
-                {"user_id": user_id, "email": email.lower() if email else None,
-                 "reason": reason, "created_at": now},
+                {
+                    "user_id": user_id,
+                    "email": email.lower() if email else None,
+                    "reason": reason,
+                    "created_at": now,
+                },
             )
 
     # ---- reading -----------------------------------------------------------------------
@@ -295,8 +340,12 @@ class Store:
             return {row[0]: row[1] for row in connection.execute(statement)}
 
     def deliveries(
-        self, *, status: str | None = None, rule_id: str | None = None,
-        user_id: str | None = None, limit: int | None = None,
+        self,
+        *,
+        status: str | None = None,
+        rule_id: str | None = None,
+        user_id: str | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
         statement = select(deliveries).order_by(deliveries.c.id)
         if status:
@@ -332,9 +381,9 @@ class Store:
         if user_ids is not None:
             user_query = user_query.where(users.c.id.in_(list(user_ids)))
         with self.engine.connect() as connection:
-            for batch in connection.execution_options(yield_per=BATCH).execute(
-                user_query
-            ).partitions():
+            for batch in (
+                connection.execution_options(yield_per=BATCH).execute(user_query).partitions()
+            ):
                 yield from self._states(connection, batch)
 
     def _states(self, connection: Connection, batch: Sequence[Row[Any]]) -> Iterator[UserState]:
@@ -346,18 +395,20 @@ class Store:
             )
         delivered: dict[str, set[str]] = {i: set() for i in ids}
         for d in connection.execute(
-            select(deliveries.c.user_id, deliveries.c.rule_id)
-            .where(deliveries.c.user_id.in_(ids))
+            select(deliveries.c.user_id, deliveries.c.rule_id).where(deliveries.c.user_id.in_(ids))
         ):
             delivered[d.user_id].add(d.rule_id)
         suppressed = {
-            row.user_id for row in connection.execute(
+            row.user_id
+            for row in connection.execute(
                 select(suppressions.c.user_id).where(suppressions.c.user_id.in_(ids))
             )
         }
+        addresses = [row.email.lower() for row in batch if row.email]
         emails = {
-            row.email for row in connection.execute(
-                select(suppressions.c.email).where(suppressions.c.email.is_not(None))
+            row.email
+            for row in connection.execute(
+                select(suppressions.c.email).where(suppressions.c.email.in_(addresses))
             )
         }
         for row in batch:
@@ -395,20 +446,36 @@ def _candidate(row: Row[Any]) -> Candidate:
 
 def _delivery_row(p: Planned, now: datetime) -> dict[str, Any]:
     return {
-        "rule_id": p.rule_id, "user_id": p.user_id, "status": p.status.value,
-        "reason": p.reason, "email_template": p.email_template if p.sends_email else None,
-        "email_to": p.email_to, "guide_id": p.guide_id, "anchor_at": p.anchor_at,
-        "anchor_event_id": p.anchor_event_id, "fire_at": p.fire_at, "send_at": p.send_at,
-        "holdout": p.holdout, "message_id": p.message_id, "attempts": 0,
-        "created_at": now, "updated_at": now, "sent_at": None,
+        "rule_id": p.rule_id,
+        "user_id": p.user_id,
+        "status": p.status.value,
+        "reason": p.reason,
+        "email_template": p.email_template if p.sends_email else None,
+        "email_to": p.email_to,
+        "guide_id": p.guide_id,
+        "anchor_at": p.anchor_at,
+        "anchor_event_id": p.anchor_event_id,
+        "fire_at": p.fire_at,
+        "send_at": p.send_at,
+        "holdout": p.holdout,
+        "message_id": p.message_id,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+        "sent_at": None,
     }
 
 
 def _flag_row(delivery_id: int, p: Planned, now: datetime) -> dict[str, Any]:
     return {
-        "delivery_id": delivery_id, "user_id": p.user_id, "guide_id": p.guide_id,
-        "rule_id": p.rule_id, "status": "active", "set_at": now,
-        "expires_at": p.guide_expires_at, "updated_at": now,
+        "delivery_id": delivery_id,
+        "user_id": p.user_id,
+        "guide_id": p.guide_id,
+        "rule_id": p.rule_id,
+        "status": "active",
+        "set_at": now,
+        "expires_at": p.guide_expires_at,
+        "updated_at": now,
     }
 
 
@@ -421,7 +488,8 @@ def _merge_same_user(records: Iterable[UserUpsert]) -> list[UserUpsert]:
             merged[record.id] = record
             continue
         fields = {
-            name: getattr(record, name) if getattr(record, name) is not None
+            name: getattr(record, name)
+            if getattr(record, name) is not None
             else getattr(previous, name)
             for name in _COLUMN_FIELDS
         }
@@ -433,6 +501,9 @@ def _merge_same_user(records: Iterable[UserUpsert]) -> list[UserUpsert]:
 
 def _user_row(record: UserUpsert, now: datetime) -> dict[str, Any]:
     return {
-        "id": record.id, "traits": record.traits, "created_at": now, "updated_at": now,
+        "id": record.id,
+        "traits": record.traits,
+        "created_at": now,
+        "updated_at": now,
         **{name: getattr(record, name) for name in _COLUMN_FIELDS},
     }

@@ -40,10 +40,13 @@ def _child(node: yaml.Node, step: object) -> tuple[yaml.Node, int] | None:
                 # A missing-value error points at the key; a nested one descends into the value.
                 return value, key.start_mark.line + 1
         return None
-    if isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-        if 0 <= step < len(node.value):
-            item = node.value[step]
-            return item, item.start_mark.line + 1
+    if (
+        isinstance(node, yaml.SequenceNode)
+        and isinstance(step, int)
+        and 0 <= step < len(node.value)
+    ):
+        item = node.value[step]
+        return item, item.start_mark.line + 1
     return None
 
 

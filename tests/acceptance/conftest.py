@@ -4,8 +4,8 @@ outbox) and a way to run the `lifecycle` CLI in it."""
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,9 @@ class Project:
     database_url: str
 
     def run(self, *args: str, ok: bool = True) -> Result:
-        result = CliRunner().invoke(cli, ["--config", str(self.config_file), *args],
-                                    catch_exceptions=False)
+        result = CliRunner().invoke(
+            cli, ["--config", str(self.config_file), *args], catch_exceptions=False
+        )
         if ok:
             assert result.exit_code == 0, result.output
         return result

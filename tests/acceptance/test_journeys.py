@@ -48,7 +48,10 @@ def test_sales_and_marketing_get_the_invite_a_coworker_welcome_and_guide(loaded:
     assert row["email"]["template"] == "welcome_invite_coworker"
     assert row["email"]["to"] == "sam@example.com"
     assert row["email"]["subject"]
-    assert row["guide"] == {"id": "invite_coworker_tour", "expires_at": iso(minutes=1 + 14 * 24 * 60)}
+    assert row["guide"] == {
+        "id": "invite_coworker_tour",
+        "expires_at": iso(minutes=1 + 14 * 24 * 60),
+    }
     assert dry(loaded, iso(hours=24, minutes=1), "welcome-sales-marketing") == []  # expired
 
 
@@ -98,8 +101,7 @@ def test_abandoned_workflow_guide_follows_the_direction(loaded: Project) -> None
 
 
 def _ledger(project: Project) -> list[tuple[str, str, str]]:
-    return sorted((d["rule_id"], d["user_id"], d["status"])
-                  for d in project.deliveries())
+    return sorted((d["rule_id"], d["user_id"], d["status"]) for d in project.deliveries())
 
 
 def test_tick_writes_exactly_what_the_dry_run_predicted(loaded: Project) -> None:
@@ -111,8 +113,9 @@ def test_tick_writes_exactly_what_the_dry_run_predicted(loaded: Project) -> None
         loaded.run("tick", "--at", at)
         new = sorted(set(_ledger(loaded)) - ledger_before)
         expected_status = {"send": "sent", "held_out": "held_out", "skipped": "skipped"}
-        assert new == sorted((r["rule"], r["user_id"], expected_status[r["status"]])
-                             for r in predicted)
+        assert new == sorted(
+            (r["rule"], r["user_id"], expected_status[r["status"]]) for r in predicted
+        )
         # A second tick at the same time writes nothing new and sends nothing again.
         files = sorted(loaded.outbox.glob("*.eml"))
         loaded.run("tick", "--at", at)
@@ -128,7 +131,8 @@ def test_emails_land_in_the_outbox_as_standard_messages(loaded: Project) -> None
     assert len(files) == len(sent) > 0
     guides = loaded.guide_flags()
     assert {(g["user_id"], g["guide_id"]) for g in guides} >= {
-        ("ivan", "create_connection_tour"), ("omar", "create_connection_tour"),
+        ("ivan", "create_connection_tour"),
+        ("omar", "create_connection_tour"),
         ("sam", "invite_coworker_tour"),
     }
     by_id = {d["message_id"]: d for d in sent}

@@ -60,8 +60,9 @@ def rules(draw: st.DrawFn) -> Rule:
         "since": since,
         "after": f"{draw(st.sampled_from([0, 30, 60, 120]))}m",
         "expires": f"{draw(st.sampled_from([0, 60, 180, 600]))}m",
-        "not_done": draw(st.lists(st.sampled_from([n for n in NAMES if n != since]),
-                                  max_size=2, unique=True)),
+        "not_done": draw(
+            st.lists(st.sampled_from([n for n in NAMES if n != since]), max_size=2, unique=True)
+        ),
         "done": draw(st.lists(st.sampled_from(NAMES), max_size=2, unique=True)),
     }
     if since != "signed_up" and draw(st.booleans()):
@@ -83,10 +84,18 @@ def populations(draw: st.DrawFn) -> tuple[list[UserUpsert], list[EventRecord], s
     for index in range(draw(st.integers(min_value=1, max_value=6))):
         user_id = f"u{index}"
         traits = {"k": draw(scalar)} if draw(st.booleans()) else {}
-        signed_up = None if draw(st.integers(0, 9)) == 0 else BASE + timedelta(minutes=draw(minutes))
-        users.append(UserUpsert(id=user_id, traits=traits, persona=draw(st.sampled_from(PERSONAS)),
-                                signed_up_at=signed_up,
-                                email=f"{user_id}@example.com" if draw(st.booleans()) else None))
+        signed_up = (
+            None if draw(st.integers(0, 9)) == 0 else BASE + timedelta(minutes=draw(minutes))
+        )
+        users.append(
+            UserUpsert(
+                id=user_id,
+                traits=traits,
+                persona=draw(st.sampled_from(PERSONAS)),
+                signed_up_at=signed_up,
+                email=f"{user_id}@example.com" if draw(st.booleans()) else None,
+            )
+        )
         for _ in range(draw(st.integers(min_value=0, max_value=6))):
             properties = {"p": draw(scalar)} if draw(st.booleans()) else {}
             at = BASE + timedelta(minutes=draw(minutes), microseconds=draw(st.sampled_from([0, 1])))
@@ -101,15 +110,30 @@ def _reset(store: Store) -> None:
             connection.execute(delete(table))
 
 
-def _seed(store: Store, users: list[UserUpsert], events: list[EventRecord],
-          delivered: set[str], suppressed: set[str]) -> None:
+def _seed(
+    store: Store,
+    users: list[UserUpsert],
+    events: list[EventRecord],
+    delivered: set[str],
+    suppressed: set[str],
+) -> None:
     store.upsert_users(users, BASE)
     store.insert_events(events, BASE)
     with store.engine.begin() as connection:
         for user_id in sorted(delivered):
-            connection.execute(deliveries.insert().values(
-                rule_id="r", user_id=user_id, status="sent", anchor_at=BASE, fire_at=BASE,
-                holdout=False, attempts=0, created_at=BASE, updated_at=BASE))
+            connection.execute(
+                deliveries.insert().values(
+                    rule_id="r",
+                    user_id=user_id,
+                    status="sent",
+                    anchor_at=BASE,
+                    fire_at=BASE,
+                    holdout=False,
+                    attempts=0,
+                    created_at=BASE,
+                    updated_at=BASE,
+                )
+            )
     for user_id in sorted(suppressed):
         store.suppress(BASE, user_id=user_id)
 
@@ -120,13 +144,23 @@ def _key(c: Candidate | reference.Firing) -> tuple[str, datetime, int | None, bo
     return (c.user_id, c.anchor_at, c.anchor_event_id, c.suppressed)
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(rule=rules(), population=populations(), offset=minutes,
-       suppressed=st.sets(st.sampled_from(["u0", "u1", "u2"])))
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rule=rules(),
+    population=populations(),
+    offset=minutes,
+    suppressed=st.sets(st.sampled_from(["u0", "u1", "u2"])),
+)
 def test_sql_evaluator_agrees_with_reference(
-    store: Store, rule: Rule, population: tuple[list[UserUpsert], list[EventRecord], set[str]],
-    offset: int, suppressed: set[str],
+    store: Store,
+    rule: Rule,
+    population: tuple[list[UserUpsert], list[EventRecord], set[str]],
+    offset: int,
+    suppressed: set[str],
 ) -> None:
     users, events, delivered = population
     _reset(store)

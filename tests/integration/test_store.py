@@ -37,8 +37,14 @@ def test_migrate_twice_is_a_no_op(store: Store) -> None:
 
 
 def test_identify_merges_traits_and_keeps_columns(store: Store, now: datetime) -> None:
-    store.upsert_users([UserUpsert("u1", {"plan": "free", "a": 1}, email="a@x.io",
-                                   persona="analyst", signed_up_at=now)], now)
+    store.upsert_users(
+        [
+            UserUpsert(
+                "u1", {"plan": "free", "a": 1}, email="a@x.io", persona="analyst", signed_up_at=now
+            )
+        ],
+        now,
+    )
     store.upsert_users([UserUpsert("u1", {"plan": "team"}, persona="data_engineer")], now)
     (state,) = store.user_states()
     assert state.user.traits == {"plan": "team", "a": 1}
@@ -48,8 +54,13 @@ def test_identify_merges_traits_and_keeps_columns(store: Store, now: datetime) -
 
 
 def test_same_user_twice_in_one_batch_is_merged_in_order(store: Store, now: datetime) -> None:
-    store.upsert_users([UserUpsert("u1", {"x": 1}, email="old@x.io"),
-                        UserUpsert("u1", {"y": 2}, email="new@x.io")], now)
+    store.upsert_users(
+        [
+            UserUpsert("u1", {"x": 1}, email="old@x.io"),
+            UserUpsert("u1", {"y": 2}, email="new@x.io"),
+        ],
+        now,
+    )
     (state,) = store.user_states()
     assert state.user.traits == {"x": 1, "y": 2}
     assert state.user.email == "new@x.io"
@@ -64,8 +75,10 @@ def test_events_with_a_seen_message_id_are_stored_once(store: Store, now: dateti
 
 def test_record_is_exactly_once_per_rule_and_user(store: Store, now: datetime) -> None:
     rule = _rule(email="t", guide="g")
-    planned = [decide(rule, _candidate(u, now), now, guide_ttl=timedelta(days=7),
-                      domain="x.io") for u in ("u1", "u2")]
+    planned = [
+        decide(rule, _candidate(u, now), now, guide_ttl=timedelta(days=7), domain="x.io")
+        for u in ("u1", "u2")
+    ]
     assert len(store.record(planned, now)) == 2
     # A second writer (a re-run, another replica) loses silently: nothing twice.
     assert store.record(planned, now + timedelta(minutes=1)) == []
@@ -77,8 +90,9 @@ def test_record_is_exactly_once_per_rule_and_user(store: Store, now: datetime) -
 
 def test_claim_moves_due_rows_to_sending_once(store: Store, now: datetime) -> None:
     rule = _rule(email="t")
-    store.record([decide(rule, _candidate("u1", now), now, guide_ttl=timedelta(days=7),
-                         domain="x.io")], now)
+    store.record(
+        [decide(rule, _candidate("u1", now), now, guide_ttl=timedelta(days=7), domain="x.io")], now
+    )
     store.upsert_users([UserUpsert("u1", {}, email="a@example.com")], now)
     assert store.claim_due(now - timedelta(seconds=1)) == []  # not due yet
     (due,) = store.claim_due(now)
@@ -94,9 +108,14 @@ def test_claim_moves_due_rows_to_sending_once(store: Store, now: datetime) -> No
 
 
 def test_suppression_by_user_or_email(store: Store, now: datetime) -> None:
-    store.upsert_users([UserUpsert("u1", {}, email="A@Example.com", signed_up_at=now),
-                        UserUpsert("u2", {}, email="b@example.com", signed_up_at=now),
-                        UserUpsert("u3", {}, email="c@example.com", signed_up_at=now)], now)
+    store.upsert_users(
+        [
+            UserUpsert("u1", {}, email="A@Example.com", signed_up_at=now),
+            UserUpsert("u2", {}, email="b@example.com", signed_up_at=now),
+            UserUpsert("u3", {}, email="c@example.com", signed_up_at=now),
+        ],
+        now,
+    )
     store.suppress(now, user_id="u1")
     store.suppress(now, email="B@EXAMPLE.COM", reason="bounced")
     store.suppress(now, user_id="u1")  # idempotent
