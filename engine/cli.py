@@ -21,7 +21,7 @@ from engine import demo as demo_data
 from engine.app import App, open_app, open_store
 from engine.checks import check as run_check
 from engine.clock import SystemClock, isoformat, parse_instant
-from engine.config import Config, config_path, load_config
+from engine.config import Config, config_path, config_required, load_config
 from engine.errors import LifecycleError, ProblemsError
 from engine.ingest import ingest_lines
 from engine.present import preview_json, preview_summary, preview_table, tick_table
@@ -39,7 +39,8 @@ class State:
     stores: list[Store] = field(default_factory=list)
 
     def config(self) -> Config:
-        return load_config(config_path(self.config_path, os.environ))
+        path = config_path(self.config_path, os.environ)
+        return load_config(path, required=config_required(self.config_path, os.environ))
 
     def app(self) -> App:
         app = open_app(self.config())

@@ -124,8 +124,16 @@ def config_path(explicit: str | None, environ: Mapping[str, str]) -> Path:
     return Path(explicit or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, overlay the environment, validate. A missing file means all defaults."""
+def config_required(explicit: str | None, environ: Mapping[str, str]) -> bool:
+    """Only the implicit default may be missing (then every setting has its default)."""
+    return bool(explicit or environ.get(CONFIG_ENV))
+
+
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, *, required: bool | None = None
+) -> Config:
+    """Read, overlay the environment, validate. A missing file that is not `required` means
+    all defaults (by default only `./config.yaml` may be missing)."""
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     located = None
@@ -139,7 +147,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
                     [Problem("the config must be a mapping of sections", str(path), 1)]
                 )
             data = located.data
-    elif path.name != DEFAULT_CONFIG or CONFIG_ENV in environ:
+    elif required or (required is None and (path.name != DEFAULT_CONFIG or CONFIG_ENV in environ)):
         raise ConfigError([Problem("config file not found", str(path))])
     origins = _overlay_environment(data, environ)
     data["base_dir"] = path.resolve().parent

@@ -16,9 +16,9 @@ def parse_duration(value: object) -> timedelta:
     """Parse a duration; raise DurationError with a message a rule author can act on."""
     if isinstance(value, timedelta):
         return value
-    if value == 0 or value == "0":
+    if value == "0" or (type(value) is int and value == 0):  # not False, not 0.0
         return timedelta(0)
-    if isinstance(value, bool) or not isinstance(value, str):
+    if not isinstance(value, str):
         raise DurationError(
             f"duration must be a string such as '30m', '24h' or '7d', got {value!r}"
         )

@@ -57,21 +57,26 @@ _STYLE = {"send": "green", "held_out": "yellow", "skipped": "magenta"}
 
 
 def preview_table(previews: list[Preview], *, limit: int | None = None) -> Table:
-    table = Table(title="Dry run: what a tick would do", header_style="bold", expand=False)
-    for name in ("Rule", "User", "Persona / source", "Status", "Fire at (UTC)", "Email", "Guide"):
-        table.add_column(name, overflow="fold")
+    table = Table(title="Dry run: what a tick would do", header_style="bold", expand=True)
+    table.add_column("Rule", overflow="fold", ratio=3)
+    table.add_column("User", overflow="fold", ratio=2)
+    table.add_column("Persona/source", overflow="fold", ratio=2)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Fire at (UTC)", no_wrap=True)
+    table.add_column("Email: template, to, subject", overflow="fold", ratio=4)
+    table.add_column("Guide", overflow="fold", ratio=2)
     for preview in previews[:limit]:
         row = preview_json(preview)
         status = row["status"] + (f" ({row['reason']})" if row["reason"] else "")
         email = ""
         if row["email"]:
             subject = row["email"]["subject"] or f"[red]{row['email'].get('error')}[/]"
-            email = f"{row['email']['template']} → {row['email']['to']}\n[dim]{subject}[/]"
+            email = f"{row['email']['template']}\n{row['email']['to']}\n[dim]{subject}[/]"
         guide = row["guide"]["id"] if row["guide"] else ""
         table.add_row(
             row["rule"],
             row["user_id"],
-            f"{row['persona']} / {row['signup_source']}",
+            f"{row['persona']}/{row['signup_source']}",
             f"[{_STYLE[row['status']]}]{status}[/]",
             _short(row["fire_at"]),
             email,

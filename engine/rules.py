@@ -85,7 +85,7 @@ def _percent(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"not a percentage: {value!r} (write e.g. '10%')")
     if not 0 <= value <= 100:
-        raise ValueError(f"percentage out of range: {value}% (must be between 0% and 100%)")
+        raise ValueError(f"percentage out of range: {value:g}% (must be between 0% and 100%)")
     return float(value)
 
 
@@ -209,7 +209,8 @@ def load_rules(
     rules: list[Rule] = []
     sources: dict[str, tuple[str, int]] = {}
     for path in rule_files(directory):
-        file_rules, file_problems = parse_rule_file(path.read_text(encoding="utf-8"), str(path))
+        text = path.read_text(encoding="utf-8")
+        file_rules, file_problems = parse_rule_file(text, str(path), templates=templates)
         problems.extend(file_problems)
         for rule, line in file_rules:
             if rule.id in sources:
@@ -222,8 +223,6 @@ def load_rules(
                 continue
             sources[rule.id] = (str(path), line)
             rules.append(_with_default_expiry(rule, default_expires))
-    if templates is not None:
-        problems.extend(_missing_templates(rules, sources, templates))
     if problems:
         raise RuleError(problems)
     return RuleSet(tuple(rules), sources)
@@ -235,42 +234,12 @@ def _with_default_expiry(rule: Rule, default: timedelta) -> Rule:
     return rule.model_copy(update={"when": rule.when.model_copy(update={"expires": default})})
 
 
-def _missing_templates(
-    rules: list[Rule], sources: dict[str, tuple[str, int]], templates: Collection[str]
-) -> list[Problem]:
-    problems = []
-    for rule in rules:
-        if rule.send.email and rule.send.email not in templates:
-            file, line = sources[rule.id]
-            known = ", ".join(sorted(templates)) or "none"
-            problems.append(
-                Problem(
-                    f"send.email: template {rule.send.email!r} does not exist (known: {known})",
-                    file,
-                    _send_line(file, line),
-                    rule.id,
-                )
-            )
-    return problems
+def parse_rule_file(
+    text: str, file: str, *, templates: Collection[str] | None = None
+) -> tuple[list[tuple[Rule, int]], list[Problem]]:
+    """Parse one file's text into (rule, line) pairs and the problems found.
 
-
-def _send_line(file: str, rule_line: int) -> int:
-    """The line of `email:` under the rule that starts at `rule_line` (best effort)."""
-    try:
-        lines = Path(file).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return rule_line
-    for number in range(rule_line, len(lines) + 1):
-        text = lines[number - 1].strip()
-        if text.startswith("email:"):
-            return number
-        if number > rule_line and text.startswith("- id:"):
-            break
-    return rule_line
-
-
-def parse_rule_file(text: str, file: str) -> tuple[list[tuple[Rule, int]], list[Problem]]:
-    """Parse one file's text into (rule, line) pairs and the problems found."""
+    `templates` is the set of email template names available; None skips that check."""
     located, problems = load_yaml(text, file)
     if located is None:
         return [], problems
@@ -291,14 +260,28 @@ def parse_rule_file(text: str, file: str) -> tuple[list[tuple[Rule, int]], list[
     for index, item in enumerate(items):
         base = ("rules", index)
         line = located.line(base) or 1
-        rule_id = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(item, dict):
+            problems.append(Problem("each rule must be a mapping with an id", file, line))
+            continue
+        rule_id = item.get("id") if isinstance(item.get("id"), str) else None
         try:
-            parsed.append((Rule.model_validate(item), line))
+            rule = Rule.model_validate(item)
         except ValidationError as exc:
-            problems.extend(
-                _located_problems(exc, located, base, str(rule_id) if rule_id else None)
-            )
+            problems.extend(_located_problems(exc, located, base, rule_id))
+            continue
+        missing = _missing_template(rule, templates)
+        if missing:
+            where = located.line((*base, "send", "email"))
+            problems.append(Problem(missing, file, where, rule.id))
+        parsed.append((rule, line))
     return parsed, problems
+
+
+def _missing_template(rule: Rule, templates: Collection[str] | None) -> str | None:
+    if templates is None or not rule.send.email or rule.send.email in templates:
+        return None
+    known = ", ".join(sorted(templates)) or "none"
+    return f"send.email: template {rule.send.email!r} does not exist (known: {known})"
 
 
 def _located_problems(
@@ -323,6 +306,14 @@ def _clean_loc(loc: tuple[int | str, ...]) -> tuple[object, ...]:
     return tuple(part for part in loc if not (isinstance(part, str) and _UNION_TAG.match(part)))
 
 
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+}
+
+
 def _message(error: Any, loc: tuple[object, ...]) -> str:
     kind = error["type"]
     field = ".".join(str(p) for p in loc)
@@ -333,8 +324,11 @@ def _message(error: Any, loc: tuple[object, ...]) -> str:
         return f"missing required key {field!r}"
     text = str(error["msg"])
     text = text.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind.endswith("_type") and kind.startswith(("string", "int", "float", "bool")):
-        text = f"expected a {kind.removesuffix('_type').replace('_', ' ')}, got {error['input']!r}"
+    if kind in _TYPE_NAMES:
+        wanted = "a number" if loc and loc[-1] in ("gt", "gte", "lt", "lte") else _TYPE_NAMES[kind]
+        text = f"expected {wanted}, got {error['input']!r}"
+        if isinstance(error["input"], bool) and kind.startswith("string"):
+            text += " (YAML reads yes/no/on/off/true/false as booleans: quote the value)"
     if kind == "string_pattern_mismatch":
         text = f"{error['input']!r} must match [a-z0-9_-]+"
     return f"{field}: {text}" if field else text

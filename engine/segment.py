@@ -59,7 +59,7 @@ def _identify(user_id: str, message: dict[str, Any], mapping: TraitMapping) -> U
     columns: dict[str, Any] = {}
     for column in ("persona", "signup_source", "email", "timezone", "account_id", "invited_by"):
         value = _take(rest, getattr(mapping, column))
-        if value is not None and not isinstance(value, str | int):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
             raise SegmentError(f"traits.{column}: must be a string, got {value!r}")
         columns[column] = str(value) if value is not None else None
     created = _take(rest, mapping.signed_up_at)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
+    bindparam,
     create_engine,
     event,
     func,
@@ -259,24 +260,30 @@ class Store:
     # ---- ingestion ---------------------------------------------------------------------
 
     def upsert_users(self, records: Iterable[UserUpsert], now: datetime) -> int:
+        """Identify users: traits merge shallowly (a later value replaces the whole trait,
+        null included), columns keep their stored value where the new one is None.
+
+        The same on both databases: insert the new users, lock every row of the batch, merge
+        in Python, update. Taking the write lock first keeps SQLite from failing a read-then-
+        write upgrade, and the row locks keep concurrent identifies on PostgreSQL serial."""
         merged = _merge_same_user(records)
         if not merged:
             return 0
         with self.engine.begin() as connection:
-            statement = _insert(connection, users)
-            excluded = statement.excluded
-            traits = (
-                users.c.traits.op("||")(excluded.traits)
-                if self.dialect == "postgresql"
-                else func.json_patch(users.c.traits, excluded.traits)
-            )
-            updates: dict[str, Any] = {
-                name: func.coalesce(excluded[name], users.c[name]) for name in _COLUMN_FIELDS
-            }
-            updates |= {"traits": traits, "updated_at": excluded.updated_at}
             connection.execute(
-                statement.on_conflict_do_update(index_elements=["id"], set_=updates),
+                _insert(connection, users).on_conflict_do_nothing(index_elements=["id"]),
                 [_user_row(r, now) for r in merged],
+            )
+            ids = [r.id for r in merged]
+            stored = {
+                row.id: row
+                for row in connection.execute(
+                    select(users).where(users.c.id.in_(ids)).with_for_update()
+                )
+            }
+            connection.execute(
+                update(users).where(users.c.id == bindparam("user_id")),
+                [_merged_row(stored[r.id], r, now) for r in merged],
             )
         return len(merged)
 
@@ -497,6 +504,15 @@ def _merge_same_user(records: Iterable[UserUpsert]) -> list[UserUpsert]:
             id=record.id, traits={**previous.traits, **record.traits}, **fields
         )
     return list(merged.values())
+
+
+def _merged_row(stored: Row[Any], record: UserUpsert, now: datetime) -> dict[str, Any]:
+    columns = {
+        name: getattr(record, name) if getattr(record, name) is not None else getattr(stored, name)
+        for name in _COLUMN_FIELDS
+    }
+    traits = {**(stored.traits or {}), **record.traits}
+    return {"user_id": record.id, **columns, "traits": traits, "updated_at": now}
 
 
 def _user_row(record: UserUpsert, now: datetime) -> dict[str, Any]:

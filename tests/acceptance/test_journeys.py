@@ -154,3 +154,16 @@ def test_dry_run_filters_by_user_and_shows_bodies(loaded: Project) -> None:
     assert "create_connection_tour" in nudge["email"]["html"]
     table = loaded.run("dry-run", "--at", iso(hours=24), "--user", "omar").stdout
     assert "organic-data-engineer" in table
+
+
+def test_dry_run_without_at_uses_the_current_time(loaded: Project) -> None:
+    from freezegun import freeze_time
+
+    with freeze_time("2026-03-03T09:00:30Z"):
+        rows = dry_now(loaded, "invited-data-engineer-community-24h")
+    assert [(r["user_id"], r["fire_at"]) for r in rows] == [("dina", iso(hours=24))]
+
+
+def dry_now(project: Project, rule: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = project.json("dry-run", "--rule", rule)
+    return result

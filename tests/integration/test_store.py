@@ -124,3 +124,16 @@ def test_suppression_by_user_or_email(store: Store, now: datetime) -> None:
     assert found == {"u1": True, "u2": True, "u3": False}
     states = {s.user.id: s.suppressed for s in store.user_states()}
     assert states == found
+
+
+def test_traits_merge_the_same_within_a_batch_and_across_batches(
+    store: Store, now: datetime
+) -> None:
+    first = UserUpsert("u1", {"company": {"name": "A", "size": 5}, "plan": "free"})
+    second = UserUpsert("u1", {"company": {"name": "B"}, "plan": None})
+    store.upsert_users([first, second], now)
+    store.upsert_users([UserUpsert("u2", first.traits)], now)
+    store.upsert_users([UserUpsert("u2", second.traits)], now)
+    states = {s.user.id: s.user.traits for s in store.user_states()}
+    # shallow: a later value replaces the whole trait, null included
+    assert states["u1"] == states["u2"] == {"company": {"name": "B"}, "plan": None}

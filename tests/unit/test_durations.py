@@ -45,7 +45,9 @@ def test_duration_error_is_a_value_error() -> None:
     assert issubclass(DurationError, ValueError)
 
 
-@pytest.mark.parametrize("text", ["24", "-1h", "-24h", "5x", "", "   ", "1.5h", "h", "24h ago", "1d-2h"])
+@pytest.mark.parametrize(
+    "text", ["24", "-1h", "-24h", "5x", "", "   ", "1.5h", "h", "24h ago", "1d-2h"]
+)
 def test_badly_spelt_durations_are_rejected_with_advice(text: str) -> None:
     with pytest.raises(DurationError) as info:
         parse_duration(text)
@@ -57,7 +59,7 @@ def test_no_unit_message_quotes_the_value() -> None:
         parse_duration("24")
 
 
-@pytest.mark.parametrize("value", [True, 5, 24, 1.5, None, ["24h"], {"h": 24}])
+@pytest.mark.parametrize("value", [True, False, 0.0, 5, 24, 1.5, None, ["24h"], {"h": 24}])
 def test_non_strings_are_rejected(value: object) -> None:
     with pytest.raises(DurationError) as info:
         parse_duration(value)

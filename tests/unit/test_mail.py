@@ -83,9 +83,7 @@ def test_each_header_appears_once() -> None:
 
 
 def test_optional_headers_are_left_out() -> None:
-    message = parse(
-        build_message(make_envelope(reply_to=None, unsubscribe_url=None)).as_bytes()
-    )
+    message = parse(build_message(make_envelope(reply_to=None, unsubscribe_url=None)).as_bytes())
     assert message["Reply-To"] is None
     assert message["List-Unsubscribe"] is None
     assert message["List-Unsubscribe-Post"] is None

@@ -124,13 +124,16 @@ def test_missing_variable_raises_template_error_naming_part_and_variable(
     parts = {"subject.txt": "Subject", "body.txt": "Text\n", "body.html": "<p>Html</p>\n"}
     parts[part] = "first line\nsecond {{ no_such_variable }}\n"
     write_template(
-        tmp_path, "broken", subject=parts["subject.txt"], text=parts["body.txt"],
+        tmp_path,
+        "broken",
+        subject=parts["subject.txt"],
+        text=parts["body.txt"],
         html=parts["body.html"],
     )
     with pytest.raises(TemplateError) as info:
         Renderer(tmp_path).render("broken", make_context())
     message = str(info.value)
-    assert f"broken/{part}" in message
+    assert f"broken/{part}:2" in message
     assert "no_such_variable" in message
 
 
@@ -158,13 +161,13 @@ def test_missing_variable_in_a_condition_is_an_error(tmp_path: Path) -> None:
 )
 def test_sandbox_blocks_unsafe_access(tmp_path: Path, expression: str) -> None:
     write_template(tmp_path, "evil", text=f"{expression}\n")
-    with pytest.raises(TemplateError, match=r"evil/body\.txt"):
+    with pytest.raises(TemplateError, match=r"evil/body\.txt:1"):
         Renderer(tmp_path).render("evil", make_context())
 
 
 def test_sandbox_error_in_html_part_names_that_part(tmp_path: Path) -> None:
     write_template(tmp_path, "evil", html="<p>{{ ''.__class__.__mro__ }}</p>")
-    with pytest.raises(TemplateError, match=r"evil/body\.html"):
+    with pytest.raises(TemplateError, match=r"evil/body\.html:1"):
         Renderer(tmp_path).render("evil", make_context())
 
 
@@ -286,8 +289,16 @@ def test_email_context_fills_missing_user_keys_with_none() -> None:
     context = make_context(user={"id": "u2"})
     user = context["user"]
     assert user["id"] == "u2"
-    for key in ("email", "persona", "signup_source", "signed_up_at", "timezone", "account_id",
-                "invited_by", "first_name"):
+    for key in (
+        "email",
+        "persona",
+        "signup_source",
+        "signed_up_at",
+        "timezone",
+        "account_id",
+        "invited_by",
+        "first_name",
+    ):
         assert user[key] is None
     assert user["traits"] == {}
 
@@ -411,3 +422,15 @@ def test_repository_template_escapes_traits_in_html(name: str) -> None:
         assert "<Data>" not in rendered.html
         if "Acme <Data> & Co" in rendered.text:
             assert "Acme &lt;Data&gt; &amp; Co" in rendered.html
+
+
+def test_syntax_error_is_a_template_error_with_its_line(tmp_path: Path) -> None:
+    write_template(tmp_path, "bad", text="ok\nok\n{% if %}\n")
+    with pytest.raises(TemplateError, match=r"bad/body\.txt:3"):
+        Renderer(tmp_path).render("bad", make_context())
+
+
+def test_python_error_while_rendering_is_a_template_error(tmp_path: Path) -> None:
+    write_template(tmp_path, "bad", text="line\n{{ 1 // 0 }}\n")
+    with pytest.raises(TemplateError, match=r"bad/body\.txt:2: ZeroDivisionError"):
+        Renderer(tmp_path).render("bad", make_context())

@@ -316,9 +316,9 @@ def test_ruleset_enabled_get_and_where(tmp_path: Path) -> None:
         "a.yaml",
         """\
         rules:
-          - id: on
+          - id: active
             send: {email: welcome}
-          - id: off
+          - id: disabled
             enabled: false
             send: {email: welcome}
           - id: also-on
@@ -327,13 +327,13 @@ def test_ruleset_enabled_get_and_where(tmp_path: Path) -> None:
         """,
     )
     ruleset = load_rules(tmp_path, default_expires=THREE_DAYS, templates={"welcome"})
-    assert [r.id for r in ruleset.rules] == ["on", "off", "also-on"]
-    assert [r.id for r in ruleset.enabled] == ["on", "also-on"]
-    assert ruleset.get("off").enabled is False
+    assert [r.id for r in ruleset.rules] == ["active", "disabled", "also-on"]
+    assert [r.id for r in ruleset.enabled] == ["active", "also-on"]
+    assert ruleset.get("disabled").enabled is False
     with pytest.raises(KeyError):
         ruleset.get("missing")
-    assert ruleset.where("on") == f"{path}:2"
-    assert ruleset.where("off") == f"{path}:4"
+    assert ruleset.where("active") == f"{path}:2"
+    assert ruleset.where("disabled") == f"{path}:4"
     assert ruleset.where("also-on") == f"{path}:7"
     assert ruleset.where("missing") == "?:0"
 
@@ -447,7 +447,9 @@ def test_unknown_top_level_key() -> None:
         """
     )
     assert [r.id for r, _ in rules] == ["a"]
-    assert [str(p) for p in problems] == ["x.yaml:4: unknown top-level key 'version' (only 'rules')"]
+    assert [str(p) for p in problems] == [
+        "x.yaml:4: unknown top-level key 'version' (only 'rules')"
+    ]
 
 
 # ---- rule-level errors ----------------------------------------------------------------------
@@ -537,9 +539,7 @@ def test_send_with_neither_email_nor_guide(send: str) -> None:
           - id: a
             send: {send}
         """
-    ) == [
-        "x.yaml:3: rule 'a': send: a rule must send something: set send.email and/or send.guide"
-    ]
+    ) == ["x.yaml:3: rule 'a': send: a rule must send something: set send.email and/or send.guide"]
 
 
 def test_guide_ttl_without_guide() -> None:
@@ -644,7 +644,7 @@ def test_rule_id_must_be_a_string() -> None:
           - id: 42
             send: {email: x}
         """
-    ) == ["x.yaml:2: rule '42': id: expected a string, got 42"]
+    ) == ["x.yaml:2: id: expected a string, got 42"]
 
 
 def test_where_with_since_signed_up() -> None:
@@ -749,7 +749,7 @@ def test_exists_must_be_a_bool() -> None:
                 company: {exists: maybe}
             send: {email: x}
         """
-    ) == ["x.yaml:5: rule 'a': audience.traits.company.exists: expected a bool, got 'maybe'"]
+    ) == ["x.yaml:5: rule 'a': audience.traits.company.exists: expected a boolean, got 'maybe'"]
 
 
 def test_trait_key_must_need_no_quoting() -> None:
@@ -775,7 +775,7 @@ def test_enabled_must_be_a_bool() -> None:
             enabled: "yes"
             send: {email: x}
         """
-    ) == ["x.yaml:3: rule 'a': enabled: expected a bool, got 'yes'"]
+    ) == ["x.yaml:3: rule 'a': enabled: expected a boolean, got 'yes'"]
 
 
 def test_all_problems_in_a_file_are_reported_together() -> None:
@@ -983,4 +983,36 @@ def test_template_errors_are_reported_with_rule_errors(tmp_path: Path) -> None:
         f"{path}:3: rule 'bad': send: a rule must send something: set send.email and/or send.guide",
         f"{path}:6: rule 'missing-template': send.email: template 'nope' does not exist "
         "(known: welcome)",
+    ]
+
+
+def test_missing_template_points_at_the_send_email_line_not_a_trait_named_email() -> None:
+    text = textwrap.dedent(
+        """\
+        rules:
+          - id: a
+            audience:
+              traits:
+                email: {exists: true}
+            send:
+              email: nope
+          - id: inline
+            send: {email: nope2}
+        """
+    )
+    _, problems = parse_rule_file(text, "x.yaml", templates={"t"})
+    assert [(p.line, p.rule_id) for p in problems] == [(7, "a"), (9, "inline")]
+
+
+def test_a_rule_that_is_not_a_mapping_is_named_by_line() -> None:
+    text = "rules:\n  - just a string\n"
+    _, problems = parse_rule_file(text, "x.yaml")
+    assert [str(p) for p in problems] == ["x.yaml:2: each rule must be a mapping with an id"]
+
+
+def test_ordering_operators_say_they_want_a_number() -> None:
+    text = "rules:\n  - id: a\n    audience: {traits: {n: {gt: many}}}\n    send: {guide: g}\n"
+    _, problems = parse_rule_file(text, "x.yaml")
+    assert [str(p) for p in problems] == [
+        "x.yaml:3: rule 'a': audience.traits.n.gt: expected a number, got 'many'"
     ]
