@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
+from engine.timing import QuietHours
 from engine.yamlsource import load_yaml
 
 ENV_PREFIX = "LIFECYCLE_"
@@ -51,11 +52,37 @@ class DefaultsConfig(_Section):
     timezone: str = "UTC"
 
 
+class SmtpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 587
+    username: str | None = None
+    password: str | None = None
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    verify_certificate: bool = True  # turning this off is explicit, and logged
+    ca_file: Path | None = None  # trust a private CA in addition to the system's
+    timeout: Duration = timedelta(seconds=30)
+    local_hostname: str | None = None
+
+
+class RetryConfig(_Section):
+    """4xx replies and connection failures are retried with exponential backoff and jitter."""
+
+    first_delay: Duration = timedelta(minutes=1)
+    max_delay: Duration = timedelta(hours=1)
+    give_up_after: Duration = timedelta(hours=24)
+    resend_unknown: bool = False  # after a crash mid-send: at-most-once unless this is set
+
+
 class MailConfig(_Section):
-    transport: Literal["file", "console"] = "file"
+    transport: Literal["file", "console", "smtp"] = "file"
     from_address: str = Field(default="Lifecycle <lifecycle@localhost>", alias="from")
     reply_to: str | None = None
     outbox: Path = Path("outbox")
+    smtp: SmtpConfig = SmtpConfig()
+    retry: RetryConfig = RetryConfig()
+    unsubscribe_mailto: str | None = None  # also offered in List-Unsubscribe
+    quiet_hours: QuietHours | None = None  # in each user's timezone; rules may override
+    daily_cap: int | None = Field(default=None, ge=1)  # emails per user per rolling 24h
 
     @field_validator("from_address")
     @classmethod
@@ -78,8 +105,13 @@ class BrandConfig(_Section):
 
 
 class ApiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str = "change-me"
+    api_keys: list[str] = Field(default_factory=list)  # for the guide API (the frontend)
+    write_keys: list[str] = Field(default_factory=list)  # for event ingestion
+    unsubscribe_max_age: Duration = timedelta(days=180)
 
 
 class Config(_Section):

@@ -16,6 +16,26 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 
+class SendError(Exception):
+    """A transport refused or failed a message. `reply` is what the server said, if anything."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+class TransientSendError(SendError):
+    """Worth retrying later: a 4xx reply, a timeout, a connection that failed."""
+
+
+class PermanentSendError(SendError):
+    """Never retry: a 5xx reply. `bounce` marks an address that does not exist (5.1.x)."""
+
+    def __init__(self, reply: str, *, bounce: bool = False) -> None:
+        super().__init__(reply)
+        self.bounce = bounce
+
+
 class MailTransport(Protocol):
     def send(self, message: EmailMessage) -> str:
         """Deliver one message; return a receipt (a path, a server reply). Raise on failure."""
