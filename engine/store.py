@@ -408,7 +408,7 @@ class Store:
                         name="unsubscribed",
                         occurred_at=now,
                         properties={},
-                        message_id=f"unsubscribed:{user_id}",
+                        message_id=None,
                         received_at=now,
                     )
                 )
