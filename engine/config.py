@@ -71,6 +71,7 @@ class RetryConfig(_Section):
     max_delay: Duration = timedelta(hours=1)
     give_up_after: Duration = timedelta(hours=24)
     resend_unknown: bool = False  # after a crash mid-send: at-most-once unless this is set
+    sending_lease: Duration = timedelta(minutes=10)  # a claim older than this was abandoned
 
 
 class MailConfig(_Section):

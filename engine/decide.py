@@ -4,12 +4,13 @@ Pure: the same decisions serve the real tick and the dry run."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from engine.model import SIGNED_UP, SkipReason, Status
 from engine.rules import Rule
+from engine.timing import QuietHours, next_allowed, zone
 
 _HASH_SPACE = 2**64
 
@@ -39,6 +40,7 @@ class Candidate:
     anchor_event_id: int | None
     anchor_properties: dict[str, Any]
     suppressed: bool
+    suppression_reason: str | None = None  # "unsubscribed" or "bounced" when suppressed
 
     @property
     def user_id(self) -> str:
@@ -75,7 +77,14 @@ class Planned:
 
 
 def decide(
-    rule: Rule, candidate: Candidate, now: datetime, *, guide_ttl: timedelta, domain: str
+    rule: Rule,
+    candidate: Candidate,
+    now: datetime,
+    *,
+    guide_ttl: timedelta,
+    domain: str,
+    quiet_hours: QuietHours | None = None,
+    default_timezone: str = "UTC",
 ) -> Planned:
     user_id = candidate.user_id
     held_out = in_holdout(rule, user_id)
@@ -83,6 +92,8 @@ def decide(
     ttl = rule.send.guide_ttl or guide_ttl
     status, reason = _email_status(rule, candidate, held_out)
     sends = status is Status.PENDING
+    quiet = quiet_hours if rule.quiet_hours is None else (rule.quiet_hours or None)
+    send_at = next_allowed(now, quiet, zone(candidate.user.get("timezone"), default_timezone))
     return Planned(
         rule_id=rule.id,
         user_id=user_id,
@@ -91,7 +102,7 @@ def decide(
         anchor_at=candidate.anchor_at,
         anchor_event_id=candidate.anchor_event_id,
         fire_at=candidate.anchor_at + rule.when.after,
-        send_at=now if sends else None,
+        send_at=send_at if sends else None,
         holdout=held_out,
         email_template=rule.send.email,
         email_to=candidate.user.get("email") if sends else None,
@@ -108,10 +119,22 @@ def _email_status(rule: Rule, candidate: Candidate, held_out: bool) -> tuple[Sta
     if not rule.send.email:
         return Status.SENT, None  # guide only: the flag is written with the row
     if candidate.suppressed:
-        return Status.SKIPPED, SkipReason.UNSUBSCRIBED.value
+        return Status.SKIPPED, candidate.suppression_reason or SkipReason.UNSUBSCRIBED.value
     if not candidate.user.get("email"):
         return Status.SKIPPED, SkipReason.NO_EMAIL.value
     return Status.PENDING, None
+
+
+def capped(planned: Planned) -> Planned:
+    """The same row with its email skipped for the frequency cap (the guide still applies)."""
+    return replace(
+        planned,
+        status=Status.SKIPPED,
+        reason=SkipReason.FREQUENCY_CAP.value,
+        send_at=None,
+        email_to=None,
+        message_id=None,
+    )
 
 
 def anchor_name(rule: Rule) -> str:

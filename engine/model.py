@@ -16,6 +16,7 @@ class Status(StrEnum):
 
     PENDING = "pending"
     SENDING = "sending"
+    RETRYING = "retrying"
     SENT = "sent"
     FAILED = "failed"
     UNKNOWN = "unknown"
@@ -25,7 +26,13 @@ class Status(StrEnum):
 
 class SkipReason(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
     NO_EMAIL = "no_email"
+    FREQUENCY_CAP = "frequency_cap"
+
+
+# Email rows that count against a user's frequency cap: queued, in flight or delivered.
+EMAIL_COUNTED = ("pending", "sending", "retrying", "sent", "unknown")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,7 @@ from pydantic import (
 from engine.durations import parse_duration
 from engine.errors import Problem, RuleError
 from engine.model import SIGNED_UP
+from engine.timing import QuietHours
 from engine.yamlsource import Located, load_yaml
 
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
@@ -155,6 +156,10 @@ class Rule(_Frozen):
     send: Send
     goal: Goal | None = None
     holdout: Percent = 0.0
+    # Delivery overrides: `quiet_hours: false` sends at any hour (e.g. a verification
+    # reminder), a window replaces the config's; `frequency_cap: false` exempts the rule.
+    quiet_hours: QuietHours | Literal[False] | None = None
+    frequency_cap: StrictBool = True
 
     @property
     def expires(self) -> timedelta:

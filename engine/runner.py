@@ -6,23 +6,39 @@ passed in; nothing below this module reads the clock."""
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from engine.caps import WINDOW, FrequencyCap
 from engine.config import Config
-from engine.decide import Planned, anchor_name, decide
+from engine.decide import Candidate, Planned, anchor_name, decide
 from engine.errors import TemplateError
-from engine.model import Status
+from engine.model import SkipReason, Status
 from engine.render import RenderedEmail, Renderer, email_context
 from engine.rules import Rule, RuleSet
 from engine.store import Due, Store
 from engine.tokens import unsubscribe_url
-from engine.transports.mail import Envelope, MailTransport, build_message
+from engine.transports.mail import (
+    Envelope,
+    MailTransport,
+    PermanentSendError,
+    TransientSendError,
+    build_message,
+)
 
 log = logging.getLogger("lifecycle.runner")
+
+
+def backoff(attempts: int, first: timedelta, ceiling: timedelta, jitter: float) -> timedelta:
+    """Exponential backoff with jitter: 1x, 2x, 4x ... the first delay, capped, then scaled
+    into [50%, 100%] by `jitter` in [0, 1) so that retries from one outage spread out."""
+    delay: timedelta = min(ceiling, first * 2 ** max(attempts - 1, 0))
+    scaled: timedelta = delay * (0.5 + jitter / 2)
+    return scaled
 
 
 @dataclass
@@ -57,12 +73,14 @@ class Runner:
         renderer: Renderer,
         transport: MailTransport,
         config: Config,
+        random: Callable[[], float] = random.random,
     ) -> None:
         self.store = store
         self.rules = rules
         self.renderer = renderer
         self.transport = transport
         self.config = config
+        self.random = random  # jitter for retries; tests pass a fixed one
 
     # ---- evaluation --------------------------------------------------------------------
 
@@ -75,22 +93,44 @@ class Runner:
         ordered: bool = False,
     ) -> Iterator[list[Planned]]:
         """Batches of what a tick at `now` would write, rule by rule."""
+        cap = self._cap(now)
         for rule in self._selected(rule_ids):
-            for batch in self.store.candidates(rule, now, user_ids=user_ids, ordered=ordered):
-                yield [self._decide(rule, c, now) for c in batch]
+            yield from self._plan_rule(rule, now, cap, user_ids=user_ids, ordered=ordered)
+
+    def _plan_rule(
+        self,
+        rule: Rule,
+        now: datetime,
+        cap: FrequencyCap,
+        *,
+        user_ids: Sequence[str] | None = None,
+        ordered: bool = False,
+    ) -> Iterator[list[Planned]]:
+        for batch in self.store.candidates(rule, now, user_ids=user_ids, ordered=ordered):
+            yield cap.apply(rule, [self._decide(rule, c, now) for c in batch])
 
     def _selected(self, rule_ids: Sequence[str] | None) -> list[Rule]:
-        if rule_ids:
-            return [self.rules.get(r) for r in rule_ids]
-        return list(self.rules.enabled)
+        """Highest priority first, so that the frequency cap skips the lowest first."""
+        rules = [self.rules.get(r) for r in rule_ids] if rule_ids else list(self.rules.enabled)
+        return sorted(rules, key=lambda rule: -rule.priority)
 
-    def _decide(self, rule: Rule, candidate: Any, now: datetime) -> Planned:
+    def _cap(self, now: datetime) -> FrequencyCap:
+        # New emails go out within a day of `now` (quiet hours shift them by less), so the
+        # emails that can count against them lie within a day either side of that.
+        def fetch(user_ids: Sequence[str]) -> dict[str, list[datetime]]:
+            return self.store.email_times(user_ids, now - WINDOW, now + 2 * WINDOW)
+
+        return FrequencyCap(self.config.mail.daily_cap, fetch)
+
+    def _decide(self, rule: Rule, candidate: Candidate, now: datetime) -> Planned:
         return decide(
             rule,
             candidate,
             now,
             guide_ttl=self.config.defaults.guide_ttl,
             domain=self.config.mail.domain,
+            quiet_hours=self.config.mail.quiet_hours,
+            default_timezone=self.config.defaults.timezone,
         )
 
     def dry_run(
@@ -135,9 +175,10 @@ class Runner:
 
     def tick(self, now: datetime, *, dispatch: bool = True) -> TickReport:
         report = TickReport(now)
-        for rule in self.rules.enabled:
+        cap = self._cap(now)
+        for rule in self._selected(None):
             try:
-                self._evaluate(rule, now, report)
+                self._evaluate(rule, now, cap, report)
             except Exception:
                 # One broken rule (a database error on its query) must not stop the others.
                 log.exception(
@@ -148,15 +189,25 @@ class Runner:
             report.dispatched.update(self.dispatch(now))
         return report
 
-    def _evaluate(self, rule: Rule, now: datetime, report: TickReport) -> None:
-        for batch in self.store.candidates(rule, now):
-            planned = [self._decide(rule, c, now) for c in batch]
+    def _evaluate(self, rule: Rule, now: datetime, cap: FrequencyCap, report: TickReport) -> None:
+        for planned in self._plan_rule(rule, now, cap):
             for written in self.store.record(planned, now):
                 report.written[f"{rule.id}/{written.status.value}"] += 1
 
     def dispatch(self, now: datetime, *, batch_size: int = 100) -> Counter[str]:
         """Send every due email. A render failure fails that one delivery, visibly."""
         outcome: Counter[str] = Counter()
+        retry = self.config.mail.retry
+        stale = self.store.expire_stale_claims(
+            now, retry.sending_lease, resend=retry.resend_unknown
+        )
+        if stale:
+            log.warning(
+                "%d deliveries were left `sending` by a dispatcher that stopped; marked %s",
+                stale,
+                "pending (resend_unknown)" if retry.resend_unknown else "unknown",
+            )
+            outcome["requeued" if retry.resend_unknown else Status.UNKNOWN.value] += stale
         while due := self.store.claim_due(now, batch_size):
             for item in due:
                 status = self._send(item, now)
@@ -185,17 +236,47 @@ class Runner:
         message = build_message(self._envelope(item, rendered, now))
         try:
             receipt = self.transport.send(message)
-        except Exception as exc:  # noqa: BLE001 - any transport failure is recorded, not raised
-            return self._fail(item, now, f"transport error: {type(exc).__name__}: {exc}")
+        except PermanentSendError as exc:
+            if exc.bounce:
+                self.store.suppress(now, email=item.email_to, reason=SkipReason.BOUNCED.value)
+            return self._fail(item, now, f"rejected: {exc.reply}", reply=exc.reply)
+        except TransientSendError as exc:
+            return self._retry(item, now, exc.reply)
+        except Exception as exc:  # noqa: BLE001 - an unclassified transport fault: retry it
+            return self._retry(item, now, f"{type(exc).__name__}: {exc}")
         log.info("sent %s to user %s (%s)", item.rule_id, item.user["id"], receipt)
-        self.store.mark(item.id, Status.SENT, now)
+        self.store.mark(item.id, Status.SENT, now, reply=receipt)
         return Status.SENT
 
-    def _fail(self, item: Due, now: datetime, reason: str) -> Status:
+    def _retry(self, item: Due, now: datetime, reply: str) -> Status:
+        retry = self.config.mail.retry
+        if now - item.created_at >= retry.give_up_after:
+            reason = f"gave up after {item.attempts} attempts: {reply}"
+            return self._fail(item, now, reason, reply=reply)
+        delay = backoff(item.attempts, retry.first_delay, retry.max_delay, self.random())
+        log.warning(
+            "delivery %s (%s, user %s) will be retried in %s: %s",
+            item.id,
+            item.rule_id,
+            item.user["id"],
+            delay,
+            reply,
+        )
+        self.store.mark(
+            item.id,
+            Status.RETRYING,
+            now,
+            reason=f"temporary failure: {reply}",
+            reply=reply,
+            send_at=now + delay,
+        )
+        return Status.RETRYING
+
+    def _fail(self, item: Due, now: datetime, reason: str, *, reply: str | None = None) -> Status:
         log.error(
             "delivery %s (%s, user %s) failed: %s", item.id, item.rule_id, item.user["id"], reason
         )
-        self.store.mark(item.id, Status.FAILED, now, reason=reason)
+        self.store.mark(item.id, Status.FAILED, now, reason=reason, reply=reply)
         return Status.FAILED
 
     def _envelope(self, item: Due, rendered: RenderedEmail, now: datetime) -> Envelope:

@@ -111,6 +111,7 @@ deliveries = Table(
     Column("send_at", UTCDateTime()),
     Column("holdout", Boolean, nullable=False),
     Column("message_id", String(255)),
+    Column("reply", Text),  # the mail server's last reply
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,13 @@ from sqlalchemy.engine import Row
 
 from engine.decide import Candidate, Planned
 from engine.evaluate import candidates as candidates_query
-from engine.model import Event, Status, User, UserState
+from engine.model import EMAIL_COUNTED, Event, Status, User, UserState
 from engine.rules import Rule
 from engine.schema import deliveries, events, guide_flags, metadata, suppressions, users
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 GUIDE_SHOWN = ("active", "seen")
+CLAIMABLE = (Status.PENDING.value, Status.RETRYING.value)
 GUIDE_STATUS = {"seen": "seen", "dismissed": "dismissed", "completed": "completed"}
 BATCH = 1000
 
@@ -114,6 +115,7 @@ class Due:
     guide_id: str | None
     guide_expires_at: datetime | None
     attempts: int
+    created_at: datetime
 
 
 USER_FIELDS = (
@@ -179,11 +181,11 @@ class Store:
     # ---- dispatch ----------------------------------------------------------------------
 
     def claim_due(self, now: datetime, limit: int = 100) -> list[Due]:
-        """Move due `pending` rows to `sending` and return them. The conditional update
-        (and, on PostgreSQL, SKIP LOCKED) lets several dispatchers share the ledger."""
+        """Move due `pending`/`retrying` rows to `sending` and return them. The conditional
+        update (and, on PostgreSQL, SKIP LOCKED) lets several dispatchers share the ledger."""
         due = (
             select(deliveries.c.id)
-            .where(deliveries.c.status == Status.PENDING.value, deliveries.c.send_at <= now)
+            .where(deliveries.c.status.in_(CLAIMABLE), deliveries.c.send_at <= now)
             .order_by(deliveries.c.send_at, deliveries.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -195,7 +197,7 @@ class Store:
                     update(deliveries)
                     .where(
                         deliveries.c.id.in_(due.scalar_subquery()),
-                        deliveries.c.status == Status.PENDING.value,
+                        deliveries.c.status.in_(CLAIMABLE),
                     )
                     .values(
                         status=Status.SENDING.value,
@@ -242,23 +244,73 @@ class Store:
                 guide_id=row.guide_id,
                 guide_expires_at=row.guide_expires_at,
                 attempts=row.attempts,
+                created_at=row.created_at,
             )
             for row in rows
         ]
 
     def mark(
-        self, delivery_id: int, status: Status, now: datetime, *, reason: str | None = None
+        self,
+        delivery_id: int,
+        status: Status,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        reply: str | None = None,
+        send_at: datetime | None = None,
     ) -> None:
-        """Finish a claimed row; only a row still `sending` changes (a claim is a lease)."""
-        values: dict[str, Any] = {"status": status.value, "reason": reason, "updated_at": now}
+        """Finish a claimed row (or schedule its retry at `send_at`); only a row still
+        `sending` changes, so a claim that was given up as `unknown` stays that way."""
+        values: dict[str, Any] = {
+            "status": status.value,
+            "reason": reason,
+            "reply": reply,
+            "updated_at": now,
+        }
         if status is Status.SENT:
             values["sent_at"] = now
+        if send_at is not None:
+            values["send_at"] = send_at
         with self.engine.begin() as connection:
             connection.execute(
                 update(deliveries)
                 .where(deliveries.c.id == delivery_id, deliveries.c.status == Status.SENDING.value)
                 .values(**values)
             )
+
+    def expire_stale_claims(self, now: datetime, lease: timedelta, *, resend: bool) -> int:
+        """Rows left `sending` longer than `lease` belong to a dispatcher that died: the
+        server may or may not have accepted the message. They become `unknown` (never sent
+        again, the default: at most once) or, when the operator opted in, `pending`."""
+        status = Status.PENDING if resend else Status.UNKNOWN
+        reason = None if resend else "dispatcher stopped mid-send; the message may have gone out"
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.status == Status.SENDING.value,
+                    deliveries.c.updated_at < now - lease,
+                )
+                .values(status=status.value, reason=reason, updated_at=now)
+            )
+        return int(result.rowcount)
+
+    def email_times(
+        self, user_ids: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, list[datetime]]:
+        """When each user's counted emails go (or went) out, within [start, end]."""
+        statement = select(deliveries.c.user_id, deliveries.c.send_at).where(
+            deliveries.c.user_id.in_(list(user_ids)),
+            deliveries.c.status.in_(EMAIL_COUNTED),
+            deliveries.c.email_template.is_not(None),
+            deliveries.c.send_at >= start,
+            deliveries.c.send_at <= end,
+        )
+        times: dict[str, list[datetime]] = {}
+        with self.engine.connect() as connection:
+            for row in connection.execute(statement):
+                times.setdefault(row.user_id, []).append(row.send_at)
+        return times
 
     # ---- ingestion ---------------------------------------------------------------------
 
@@ -540,7 +592,8 @@ def _candidate(row: Row[Any]) -> Candidate:
         anchor_at=row.anchor_at,
         anchor_event_id=row.anchor_event_id,
         anchor_properties=row.anchor_properties or {},
-        suppressed=bool(row.suppressed),
+        suppressed=row.suppression_reason is not None,
+        suppression_reason=row.suppression_reason,
     )
 
 
