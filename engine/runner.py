@@ -291,6 +291,7 @@ class Runner:
             date=now,
             reply_to=mail.reply_to,
             unsubscribe_url=self._unsubscribe(str(item.user["id"])),
+            unsubscribe_mailto=mail.unsubscribe_mailto,
         )
 
     def _unsubscribe(self, user_id: str) -> str:

@@ -58,6 +58,7 @@ class Envelope:
     date: datetime
     reply_to: str | None = None
     unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
 
 
 def build_message(envelope: Envelope) -> EmailMessage:
@@ -71,7 +72,12 @@ def build_message(envelope: Envelope) -> EmailMessage:
     if envelope.reply_to:
         message["Reply-To"] = envelope.reply_to
     if envelope.unsubscribe_url:
-        message["List-Unsubscribe"] = f"<{envelope.unsubscribe_url}>"
+        # RFC 8058 one-click: the HTTPS URL takes a POST; mailto is the fallback for clients
+        # that only know RFC 2369.
+        targets = [f"<{envelope.unsubscribe_url}>"]
+        if envelope.unsubscribe_mailto:
+            targets.append(f"<mailto:{envelope.unsubscribe_mailto}?subject=unsubscribe>")
+        message["List-Unsubscribe"] = ", ".join(targets)
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(envelope.text)
     message.add_alternative(envelope.html, subtype="html")
