@@ -81,8 +81,20 @@ def _render_samples(renderer: Renderer, name: str, config: Config) -> list[Probl
                 unsubscribe_url="https://example.com/unsubscribe/sample",
             )
             try:
-                renderer.render(name, context)
+                rendered = renderer.render(name, context)
             except TemplateError as exc:
                 where = f"{config.templates_dir}/{exc}"
                 return [Problem(f"{where} (sample user {user['id']!r})")]
+            missing = _missing_unsubscribe(rendered.text, rendered.html, context)
+            if missing:
+                return [Problem(missing, str(config.templates_dir / name))]
     return []
+
+
+def _missing_unsubscribe(text: str, html: str, context: dict[str, Any]) -> str | None:
+    """Every email must carry a visible unsubscribe link in both bodies."""
+    url = str(context["unsubscribe_url"])
+    parts = [part for part, body in (("body.txt", text), ("body.html", html)) if url not in body]
+    if parts:
+        return f"no visible unsubscribe link ({{{{ unsubscribe_url }}}}) in {' and '.join(parts)}"
+    return None

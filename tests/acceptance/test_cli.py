@@ -146,3 +146,21 @@ def test_the_console_script_is_installed(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
+
+
+def test_check_requires_a_visible_unsubscribe_link(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "bare").mkdir(parents=True)
+    (templates / "bare" / "subject.txt").write_text("Hi")
+    (templates / "bare" / "body.txt").write_text("No way out. {{ unsubscribe_url }}")
+    (templates / "bare" / "body.html").write_text("<p>No way out.</p>")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text("rules:\n  - id: r\n    send: {email: bare}\n")
+    project = make_project(tmp_path, "sqlite:///lifecycle.db", rules=rules)
+    config = project.config_file.read_text().replace(str(ROOT / "templates"), str(templates))
+    project.config_file.write_text(config)
+    result = project.run("check", ok=False)
+    assert result.exit_code == 1
+    assert f"{templates / 'bare'}: no visible unsubscribe link" in result.stdout
+    assert "in body.html" in result.stdout
