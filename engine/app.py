@@ -11,6 +11,7 @@ from engine.rules import RuleSet, load_rules
 from engine.runner import Runner
 from engine.store import Store, connect, migrate
 from engine.transports.mail import ConsoleTransport, FileOutbox, MailTransport
+from engine.transports.smtp import SmtpTransport
 
 
 @dataclass
@@ -25,6 +26,11 @@ class App:
 def make_transport(config: Config) -> MailTransport:
     if config.mail.transport == "console":
         return ConsoleTransport()
+    if config.mail.transport == "smtp":
+        smtp = config.mail.smtp
+        if smtp.ca_file is not None:  # relative to the config file, like every path
+            smtp = smtp.model_copy(update={"ca_file": config.resolve(smtp.ca_file)})
+        return SmtpTransport(smtp)
     return FileOutbox(config.outbox_dir)
 
 

@@ -63,6 +63,13 @@ class SmtpConfig(_Section):
     timeout: Duration = timedelta(seconds=30)
     local_hostname: str | None = None
 
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0")
+        return value
+
 
 class RetryConfig(_Section):
     """4xx replies and connection failures are retried with exponential backoff and jitter."""

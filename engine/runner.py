@@ -27,6 +27,8 @@ from engine.transports.mail import (
     MailTransport,
     PermanentSendError,
     TransientSendError,
+    TransportSetupError,
+    UncertainSendError,
     build_message,
 )
 
@@ -240,6 +242,11 @@ class Runner:
             if exc.bounce:
                 self.store.suppress(now, email=item.email_to, reason=SkipReason.BOUNCED.value)
             return self._fail(item, now, f"rejected: {exc.reply}", reply=exc.reply)
+        except UncertainSendError as exc:
+            return self._uncertain(item, now, exc.reply)
+        except TransportSetupError as exc:
+            log.error("the mail transport cannot send as configured: %s", exc.reply)
+            return self._retry(item, now, exc.reply)
         except TransientSendError as exc:
             return self._retry(item, now, exc.reply)
         except Exception as exc:  # noqa: BLE001 - an unclassified transport fault: retry it
@@ -271,6 +278,15 @@ class Runner:
             send_at=now + delay,
         )
         return Status.RETRYING
+
+    def _uncertain(self, item: Due, now: datetime, reply: str) -> Status:
+        """The server may have the message: at most once unless the operator opted in."""
+        if self.config.mail.retry.resend_unknown:
+            return self._retry(item, now, reply)
+        reason = f"connection lost after the message was handed over: {reply}"
+        log.error("delivery %s (%s) is unknown: %s", item.id, item.rule_id, reason)
+        self.store.mark(item.id, Status.UNKNOWN, now, reason=reason, reply=reply)
+        return Status.UNKNOWN
 
     def _fail(self, item: Due, now: datetime, reason: str, *, reply: str | None = None) -> Status:
         log.error(

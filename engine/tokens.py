@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from itsdangerous import URLSafeTimedSerializer
+import math
+from typing import Literal
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 UNSUBSCRIBE = "lifecycle.unsubscribe"
+
+BadTokenReason = Literal["expired", "invalid"]
+
+
+class BadToken(Exception):
+    """A token that cannot be used: `reason` says whether it is too old or not ours."""
+
+    def __init__(self, reason: BadTokenReason) -> None:
+        super().__init__(f"{reason} token")
+        self.reason: BadTokenReason = reason
 
 
 def unsubscribe_token(secret: str, user_id: str) -> str:
@@ -13,3 +26,18 @@ def unsubscribe_token(secret: str, user_id: str) -> str:
 
 def unsubscribe_url(public_url: str, secret: str, user_id: str) -> str:
     return f"{public_url.rstrip('/')}/unsubscribe/{unsubscribe_token(secret, user_id)}"
+
+
+def read_unsubscribe_token(secret: str, token: str, max_age_seconds: float) -> str:
+    """The user id an unsubscribe token was made for, if it is ours and young enough."""
+    serializer = URLSafeTimedSerializer(secret, salt=UNSUBSCRIBE)
+    try:
+        # itsdangerous compares whole seconds; rounding up never cuts a configured age short.
+        user_id = serializer.loads(token, max_age=max(0, math.ceil(max_age_seconds)))
+    except SignatureExpired:  # a subclass of BadSignature: test it first
+        raise BadToken("expired") from None
+    except BadSignature:
+        raise BadToken("invalid") from None
+    if not isinstance(user_id, str):  # signed by us but not an unsubscribe payload
+        raise BadToken("invalid")
+    return user_id

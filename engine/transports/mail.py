@@ -36,6 +36,18 @@ class PermanentSendError(SendError):
         self.bounce = bounce
 
 
+class UncertainSendError(TransientSendError):
+    """The connection failed after the message was handed over, so the server may have
+    accepted it. Retrying may deliver it twice: the ledger's `unknown` state is the honest
+    outcome unless the operator opted into resending."""
+
+
+class TransportSetupError(SendError):
+    """The transport cannot send anything as configured (the server's certificate does not
+    verify, no STARTTLS, login refused): every message would fail the same way, so messages
+    wait and are retried with backoff until the settings are fixed or the give-up age."""
+
+
 class MailTransport(Protocol):
     def send(self, message: EmailMessage) -> str:
         """Deliver one message; return a receipt (a path, a server reply). Raise on failure."""

@@ -18,6 +18,9 @@ from engine.cli import cli
 from engine.config import load_config
 from engine.store import Store, connect
 from tests.conftest import ROOT, _truncate
+from tests.smtp_fixtures import smtp_certs, smtp_server, smtp_tls_server
+
+__all__ = ["smtp_certs", "smtp_server", "smtp_tls_server"]
 
 DATA = Path(__file__).parent / "data"
 
@@ -64,9 +67,15 @@ class Project:
             return store.guide_flags()
 
 
-def make_project(directory: Path, database_url: str, rules: Path | None = None) -> Project:
+def make_project(
+    directory: Path, database_url: str, rules: Path | None = None, **sections: Any
+) -> Project:
+    """The shipped config with this database and rule directory; `sections` are merged
+    over the config's sections (e.g. `mail={"transport": "smtp"}`)."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["database"]["url"] = database_url
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
     config["paths"] = {"rules": str(rules or ROOT / "rules"), "templates": str(ROOT / "templates")}
     config_file = directory / "config.yaml"
     config_file.write_text(yaml.safe_dump(config))

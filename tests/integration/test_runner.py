@@ -102,8 +102,9 @@ def test_a_transport_error_is_recorded_not_raised(
     make_runner(project, store, transport).tick(now)
     retrying = [d for d in store.deliveries() if d["status"] == "retrying"]
     assert len(retrying) == 3
-    assert all(d["reason"] == "temporary failure: ConnectionRefusedError: smtp down"
-               for d in retrying)
+    assert all(
+        d["reason"] == "temporary failure: ConnectionRefusedError: smtp down" for d in retrying
+    )
     assert all(d["send_at"] > now for d in retrying)
 
 

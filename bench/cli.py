@@ -1,0 +1,169 @@
+"""`python -m bench`: the command line, and the order of the steps on each database."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+
+from bench.databases import DIALECTS, analyze, open_database, server_version
+from bench.dataset import DAYS, NOW, LoadFigures, load, make_population
+from bench.engine_run import ROOT, open_engine, run_engine
+from bench.errors import BenchError
+from bench.hand_run import run_hand
+from bench.handsql import check_against
+from bench.machine import Machine
+from bench.per_rule import per_rule
+from bench.reference_run import disagreements, run_reference
+from bench.results import DbResult, print_report, write_json
+from bench.timing import peak_rss_mb, timed
+from engine.app import App
+from engine.demo import Population
+
+DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
+T = TypeVar("T")
+WIDE = 160
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark a tick of the default rule pack against hand-written SQL and "
+        "against the reference evaluator, side by side, per database.",
+    )
+    parser.add_argument("--users", type=_positive, default=100_000, help="synthetic users")
+    parser.add_argument("--db", choices=(*DIALECTS, "both"), default="sqlite")
+    parser.add_argument("--sample", type=_positive, default=2000, help="reference sample size")
+    parser.add_argument(
+        "--sample-pick",
+        choices=("first", "spread"),
+        default="first",
+        help="first: the first N user ids in order; spread: every k-th id",
+    )
+    parser.add_argument("--repeat", type=_positive, default=3, help="timed runs (median)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write figures")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--config", type=Path, default=None, help="take mail settings etc. from this config file"
+    )
+    parser.add_argument(
+        "--per-rule", action="store_true", help="also break the time down rule by rule"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = _console()
+    try:
+        _run(args, console)
+    except BenchError as exc:
+        console.print(f"[bold red]benchmark aborted:[/] {exc}")
+        return 2
+    return 0
+
+
+def _console() -> Console:
+    """Wide enough for the tables when the output goes to a file or a pipe."""
+    console = Console()
+    return console if console.is_terminal else Console(width=WIDE)
+
+
+def _run(args: argparse.Namespace, console: Console) -> None:
+    population = _step(
+        console, f"generating {args.users:,} users", lambda: make_population(args.users, args.seed)
+    )
+    machine = Machine()
+    results = []
+    for dialect in DIALECTS if args.db == "both" else (args.db,):
+        result = bench_database(dialect, population, args, console)
+        if dialect == "postgresql":
+            machine.postgresql = result.server
+        results.append(result)
+    print_report(console, machine, results, args.sample_pick)
+    write_json(args.json, settings(args, population), machine, results)
+    console.print(f"figures written to {args.json}")
+
+
+def bench_database(
+    dialect: str, population: Population, args: argparse.Namespace, console: Console
+) -> DbResult:
+    console.rule(dialect)
+    with open_database(dialect) as url:
+        app = open_engine(url, args.config)
+        try:
+            return _measure(app, population, args, console)
+        finally:
+            app.store.engine.dispose()
+
+
+def _measure(
+    app: App, population: Population, args: argparse.Namespace, console: Console
+) -> DbResult:
+    check_against(app.rules, app.config.defaults.guide_ttl)
+    engine = app.store.engine
+    loaded = _load(app, population, console)
+    reference = _step(
+        console,
+        f"reference evaluator over {min(args.sample, args.users):,} users",
+        lambda: run_reference(app, args.users, args.sample, args.sample_pick, args.repeat),
+    )
+    ticks = _step(console, "engine ticks", lambda: run_engine(app, args.repeat))
+    hand = _step(console, "hand-written SQL", lambda: run_hand(engine, args.repeat, ticks.keys))
+    breakdown = (
+        _step(console, "per rule", lambda: per_rule(app, args.repeat)) if args.per_rule else []
+    )
+    return DbResult(
+        dialect=engine.dialect.name,
+        server=server_version(engine),
+        load=loaded,
+        engine=ticks,
+        hand=hand,
+        reference=reference,
+        reference_disagreements=disagreements(reference, ticks.keys),
+        peak_rss_mb=peak_rss_mb(),
+        per_rule=breakdown,
+    )
+
+
+def _load(app: App, population: Population, console: Console) -> LoadFigures:
+    seconds, _ = timed(lambda: load(app.store, population, console))
+    figures = LoadFigures(len(population.users), len(population.events), seconds)
+    console.print(f"loaded {figures.rows:,} rows: {figures.rows_per_second:,.0f} rows/s")
+    _step(console, "ANALYZE", lambda: analyze(app.store.engine))
+    return figures
+
+
+def _step(console: Console, label: str, work: Callable[[], T]) -> T:
+    with console.status(f"{label} ..."):
+        seconds, result = timed(work)
+    console.print(f"{label}: {seconds:.1f} s")
+    return result
+
+
+def settings(args: argparse.Namespace, population: Population) -> dict[str, Any]:
+    return {
+        "command": " ".join(["python -m bench", *sys.argv[1:]]),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "users": args.users,
+        "events": len(population.events),
+        "seed": args.seed,
+        "now": NOW.isoformat(),
+        "days": DAYS,
+        "repeat": args.repeat,
+        "sample": args.sample,
+        "sample_pick": args.sample_pick,
+        "config": str(args.config) if args.config else None,
+    }

@@ -1,0 +1,496 @@
+"""The default rule pack written by hand as plain SQL: the baseline the engine is held to.
+
+Each rule is one hand-written SELECT of the users for whom it fires (the same windows
+`[now - after - expires, now - after]`, NOT EXISTS for not_done, EXISTS for done, the first
+matching event as the anchor of event-anchored rules, the ledger's NOT EXISTS), wrapped in
+`INSERT INTO deliveries ... ON CONFLICT (rule_id, user_id) DO NOTHING` plus the guide flags in
+the same transaction. Where the two dialects read the same SQL there is one string; they
+differ only on JSON (`json_extract` / `->>`), on date arithmetic and on how the guide flags
+find their rows (SQLite has no data-modifying CTE).
+
+Status, holdout and message id are constants: plain SQL cannot compute the engine's SHA-256
+holdout bucket, so every row is written as not held out. The rule constants below are
+hand-copied from rules/*.yaml; `check_against` fails the run when the YAML says otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, TextClause, bindparam, text
+
+from bench.errors import BenchError
+from engine.rules import RuleSet
+from engine.schema import UTCDateTime
+
+H = timedelta(hours=1)
+D = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class HandRule:
+    id: str
+    after: timedelta
+    expires: timedelta
+    email: str | None
+    guide: str | None
+    guide_ttl: timedelta | None
+    select: dict[str, str]  # dialect -> SELECT user_id, email, anchor_at, anchor_event_id
+
+
+def _both(sql: str) -> dict[str, str]:
+    return {"sqlite": sql, "postgresql": sql}
+
+
+WELCOME_SALES_MARKETING = """
+SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
+       CAST(NULL AS BIGINT) AS anchor_event_id
+FROM users AS u
+WHERE u.signed_up_at BETWEEN :earliest AND :latest
+  AND u.persona IN ('sales', 'marketing')
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'welcome-sales-marketing' AND d.user_id = u.id)
+"""
+
+WELCOME_INVITED_DATA_ENGINEER = """
+SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
+       CAST(NULL AS BIGINT) AS anchor_event_id
+FROM users AS u
+WHERE u.signed_up_at BETWEEN :earliest AND :latest
+  AND u.persona = 'data_engineer' AND u.signup_source = 'invited'
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'welcome-invited-data-engineer' AND d.user_id = u.id)
+"""
+
+INVITED_DATA_ENGINEER_COMMUNITY = """
+SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
+       CAST(NULL AS BIGINT) AS anchor_event_id
+FROM users AS u
+WHERE u.signed_up_at BETWEEN :earliest AND :latest
+  AND u.persona = 'data_engineer' AND u.signup_source = 'invited'
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'invited-data-engineer-community-24h' AND d.user_id = u.id)
+"""
+
+WELCOME_ORGANIC_DATA_ENGINEER = """
+SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
+       CAST(NULL AS BIGINT) AS anchor_event_id
+FROM users AS u
+WHERE u.signed_up_at BETWEEN :earliest AND :latest
+  AND u.persona = 'data_engineer' AND u.signup_source = 'organic'
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'welcome-organic-data-engineer' AND d.user_id = u.id)
+"""
+
+ORGANIC_DATA_ENGINEER_NO_CONNECTION = """
+SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
+       CAST(NULL AS BIGINT) AS anchor_event_id
+FROM users AS u
+WHERE u.signed_up_at BETWEEN :earliest AND :latest
+  AND u.persona = 'data_engineer' AND u.signup_source = 'organic'
+  AND NOT EXISTS (SELECT 1 FROM events AS e
+                  WHERE e.user_id = u.id AND e.name IN ('connection_created', 'workflow_saved')
+                    AND e.occurred_at BETWEEN u.signed_up_at AND :now)
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'organic-data-engineer-no-connection-24h' AND d.user_id = u.id)
+"""
+
+WELCOME_EXPLORER = """
+SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
+       CAST(NULL AS BIGINT) AS anchor_event_id
+FROM users AS u
+WHERE u.signed_up_at BETWEEN :earliest AND :latest
+  AND u.persona IN ('analyst', 'other')
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'welcome-explorer' AND d.user_id = u.id)
+"""
+
+ABANDONED_INGEST_SQLITE = """
+SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id
+FROM events AS a JOIN users AS u ON u.id = a.user_id
+WHERE a.name = 'workflow_started' AND a.occurred_at BETWEEN :earliest AND :latest
+  AND json_extract(a.properties, '$.direction') = 'ingest'
+  AND NOT EXISTS (SELECT 1 FROM events AS p
+                  WHERE p.user_id = a.user_id AND p.name = 'workflow_started'
+                    AND json_extract(p.properties, '$.direction') = 'ingest'
+                    AND (p.occurred_at < a.occurred_at
+                         OR (p.occurred_at = a.occurred_at AND p.id < a.id)))
+  AND u.persona = 'data_engineer'
+  AND NOT EXISTS (SELECT 1 FROM events AS e
+                  WHERE e.user_id = u.id AND e.name = 'workflow_saved'
+                    AND e.occurred_at BETWEEN a.occurred_at AND :now)
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'abandoned-ingest-workflow' AND d.user_id = u.id)
+"""
+
+ABANDONED_INGEST_POSTGRESQL = """
+SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id
+FROM events AS a JOIN users AS u ON u.id = a.user_id
+WHERE a.name = 'workflow_started' AND a.occurred_at BETWEEN :earliest AND :latest
+  AND a.properties ->> 'direction' = 'ingest'
+  AND NOT EXISTS (SELECT 1 FROM events AS p
+                  WHERE p.user_id = a.user_id AND p.name = 'workflow_started'
+                    AND p.properties ->> 'direction' = 'ingest'
+                    AND (p.occurred_at < a.occurred_at
+                         OR (p.occurred_at = a.occurred_at AND p.id < a.id)))
+  AND u.persona = 'data_engineer'
+  AND NOT EXISTS (SELECT 1 FROM events AS e
+                  WHERE e.user_id = u.id AND e.name = 'workflow_saved'
+                    AND e.occurred_at BETWEEN a.occurred_at AND :now)
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'abandoned-ingest-workflow' AND d.user_id = u.id)
+"""
+
+ABANDONED_EGRESS_SQLITE = """
+SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id
+FROM events AS a JOIN users AS u ON u.id = a.user_id
+WHERE a.name = 'workflow_started' AND a.occurred_at BETWEEN :earliest AND :latest
+  AND json_extract(a.properties, '$.direction') = 'egress'
+  AND NOT EXISTS (SELECT 1 FROM events AS p
+                  WHERE p.user_id = a.user_id AND p.name = 'workflow_started'
+                    AND json_extract(p.properties, '$.direction') = 'egress'
+                    AND (p.occurred_at < a.occurred_at
+                         OR (p.occurred_at = a.occurred_at AND p.id < a.id)))
+  AND u.persona = 'data_engineer'
+  AND NOT EXISTS (SELECT 1 FROM events AS e
+                  WHERE e.user_id = u.id AND e.name = 'workflow_saved'
+                    AND e.occurred_at BETWEEN a.occurred_at AND :now)
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'abandoned-egress-workflow' AND d.user_id = u.id)
+"""
+
+ABANDONED_EGRESS_POSTGRESQL = """
+SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id
+FROM events AS a JOIN users AS u ON u.id = a.user_id
+WHERE a.name = 'workflow_started' AND a.occurred_at BETWEEN :earliest AND :latest
+  AND a.properties ->> 'direction' = 'egress'
+  AND NOT EXISTS (SELECT 1 FROM events AS p
+                  WHERE p.user_id = a.user_id AND p.name = 'workflow_started'
+                    AND p.properties ->> 'direction' = 'egress'
+                    AND (p.occurred_at < a.occurred_at
+                         OR (p.occurred_at = a.occurred_at AND p.id < a.id)))
+  AND u.persona = 'data_engineer'
+  AND NOT EXISTS (SELECT 1 FROM events AS e
+                  WHERE e.user_id = u.id AND e.name = 'workflow_saved'
+                    AND e.occurred_at BETWEEN a.occurred_at AND :now)
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'abandoned-egress-workflow' AND d.user_id = u.id)
+"""
+
+VERIFY_REMINDER = """
+SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
+       CAST(NULL AS BIGINT) AS anchor_event_id
+FROM users AS u
+WHERE u.signed_up_at BETWEEN :earliest AND :latest
+  AND NOT EXISTS (SELECT 1 FROM events AS e
+                  WHERE e.user_id = u.id AND e.name IN ('email_verified', 'connection_created')
+                    AND e.occurred_at BETWEEN u.signed_up_at AND :now)
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'verify-reminder-24h' AND d.user_id = u.id)
+"""
+
+VERIFY_REMINDER_CONNECTED = """
+SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
+       CAST(NULL AS BIGINT) AS anchor_event_id
+FROM users AS u
+WHERE u.signed_up_at BETWEEN :earliest AND :latest
+  AND EXISTS (SELECT 1 FROM events AS e
+              WHERE e.user_id = u.id AND e.name = 'connection_created'
+                AND e.occurred_at BETWEEN u.signed_up_at AND :now)
+  AND NOT EXISTS (SELECT 1 FROM events AS e
+                  WHERE e.user_id = u.id AND e.name = 'email_verified'
+                    AND e.occurred_at BETWEEN u.signed_up_at AND :now)
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'verify-reminder-connected-24h' AND d.user_id = u.id)
+"""
+
+VERIFIED_AND_CONNECTED = """
+SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
+       CAST(NULL AS BIGINT) AS anchor_event_id
+FROM users AS u
+WHERE u.signed_up_at BETWEEN :earliest AND :latest
+  AND u.persona = 'data_engineer'
+  AND EXISTS (SELECT 1 FROM events AS e
+              WHERE e.user_id = u.id AND e.name = 'email_verified'
+                AND e.occurred_at BETWEEN u.signed_up_at AND :now)
+  AND EXISTS (SELECT 1 FROM events AS e
+              WHERE e.user_id = u.id AND e.name = 'connection_created'
+                AND e.occurred_at BETWEEN u.signed_up_at AND :now)
+  AND NOT EXISTS (SELECT 1 FROM events AS e
+                  WHERE e.user_id = u.id AND e.name = 'workflow_saved'
+                    AND e.occurred_at BETWEEN u.signed_up_at AND :now)
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'verified-and-connected-next-step' AND d.user_id = u.id)
+"""
+
+HAND_RULES: tuple[HandRule, ...] = (
+    HandRule(
+        "welcome-sales-marketing",
+        after=0 * H,
+        expires=24 * H,
+        email="welcome_invite_coworker",
+        guide="invite_coworker_tour",
+        guide_ttl=14 * D,
+        select=_both(WELCOME_SALES_MARKETING),
+    ),
+    HandRule(
+        "welcome-invited-data-engineer",
+        after=0 * H,
+        expires=24 * H,
+        email="welcome_invited_data_engineer",
+        guide=None,
+        guide_ttl=None,
+        select=_both(WELCOME_INVITED_DATA_ENGINEER),
+    ),
+    HandRule(
+        "invited-data-engineer-community-24h",
+        after=24 * H,
+        expires=24 * H,
+        email="community_invite",
+        guide=None,
+        guide_ttl=None,
+        select=_both(INVITED_DATA_ENGINEER_COMMUNITY),
+    ),
+    HandRule(
+        "welcome-organic-data-engineer",
+        after=0 * H,
+        expires=24 * H,
+        email="welcome_organic_data_engineer",
+        guide=None,
+        guide_ttl=None,
+        select=_both(WELCOME_ORGANIC_DATA_ENGINEER),
+    ),
+    HandRule(
+        "organic-data-engineer-no-connection-24h",
+        after=24 * H,
+        expires=48 * H,
+        email="nudge_connection",
+        guide="create_connection_tour",
+        guide_ttl=7 * D,
+        select=_both(ORGANIC_DATA_ENGINEER_NO_CONNECTION),
+    ),
+    HandRule(
+        "welcome-explorer",
+        after=0 * H,
+        expires=24 * H,
+        email="welcome_explorer",
+        guide=None,
+        guide_ttl=None,
+        select=_both(WELCOME_EXPLORER),
+    ),
+    HandRule(
+        "abandoned-ingest-workflow",
+        after=2 * H,
+        expires=3 * D,
+        email=None,
+        guide="ingest_workflow_guide",
+        guide_ttl=7 * D,
+        select={"sqlite": ABANDONED_INGEST_SQLITE, "postgresql": ABANDONED_INGEST_POSTGRESQL},
+    ),
+    HandRule(
+        "abandoned-egress-workflow",
+        after=2 * H,
+        expires=3 * D,
+        email=None,
+        guide="egress_workflow_guide",
+        guide_ttl=7 * D,
+        select={"sqlite": ABANDONED_EGRESS_SQLITE, "postgresql": ABANDONED_EGRESS_POSTGRESQL},
+    ),
+    HandRule(
+        "verify-reminder-24h",
+        after=24 * H,
+        expires=20 * H,
+        email="verify_reminder",
+        guide=None,
+        guide_ttl=None,
+        select=_both(VERIFY_REMINDER),
+    ),
+    HandRule(
+        "verify-reminder-connected-24h",
+        after=24 * H,
+        expires=20 * H,
+        email="verify_reminder_connected",
+        guide=None,
+        guide_ttl=None,
+        select=_both(VERIFY_REMINDER_CONNECTED),
+    ),
+    HandRule(
+        "verified-and-connected-next-step",
+        after=0 * H,
+        expires=72 * H,
+        email="workflow_tutorial",
+        guide="build_workflow_tour",
+        guide_ttl=7 * D,  # the config default (the rule sets no guide_ttl)
+        select=_both(VERIFIED_AND_CONNECTED),
+    ),
+)
+
+# ---- the INSERT around each SELECT -----------------------------------------------------
+
+INSERT_COLUMNS = (
+    "rule_id, user_id, status, reason, email_template, email_to, guide_id, anchor_at, "
+    "anchor_event_id, fire_at, send_at, holdout, message_id, attempts, created_at, updated_at"
+)
+FLAG_COLUMNS = "delivery_id, user_id, guide_id, rule_id, status, set_at, expires_at, updated_at"
+DATETIME_PARAMS = ("now", "earliest", "latest", "guide_expires_at")
+
+
+def _literal(value: str | None) -> str:
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+
+
+def _fire_at(rule: HandRule, dialect: str) -> str:
+    seconds = int(rule.after.total_seconds())
+    if seconds == 0:
+        return "c.anchor_at"
+    if dialect == "postgresql":
+        return f"c.anchor_at + interval '{seconds} seconds'"
+    # Stored SQLite datetimes are fixed-width text with microseconds; keep that format.
+    return f"strftime('%Y-%m-%d %H:%M:%f', c.anchor_at, '+{seconds} seconds') || '000'"
+
+
+def insert_sql(rule: HandRule, dialect: str) -> str:
+    """INSERT ... SELECT ... ON CONFLICT DO NOTHING (SQLite needs the WHERE to parse it)."""
+    email = rule.email is not None
+    values = ", ".join(
+        (
+            _literal(rule.id),
+            "c.user_id",
+            _literal("pending" if email else "sent"),
+            "NULL",
+            _literal(rule.email),
+            "c.email" if email else "NULL",
+            _literal(rule.guide),
+            "c.anchor_at",
+            "c.anchor_event_id",
+            _fire_at(rule, dialect),
+            ":now" if email else "NULL",
+            "FALSE",
+            "NULL",
+            "0",
+            ":now",
+            ":now",
+        )
+    )
+    return (
+        f"INSERT INTO deliveries ({INSERT_COLUMNS})\n"
+        f"SELECT {values}\nFROM ({rule.select[dialect]}) AS c\nWHERE TRUE\n"
+        "ON CONFLICT (rule_id, user_id) DO NOTHING"
+    )
+
+
+def _flag_values(rule: HandRule, source: str) -> str:
+    return (
+        f"SELECT {source}.id, {source}.user_id, {_literal(rule.guide)}, {_literal(rule.id)}, "
+        "'active', :now, :guide_expires_at, :now"
+    )
+
+
+def statements_sql(rule: HandRule, dialect: str) -> list[str]:
+    """The statements, in order, that write this rule's ledger rows and guide flags."""
+    insert = insert_sql(rule, dialect)
+    if rule.guide is None:
+        return [insert]
+    if dialect == "postgresql":
+        return [
+            f"WITH written AS (\n{insert}\nRETURNING id, user_id\n)\n"
+            f"INSERT INTO guide_flags ({FLAG_COLUMNS})\n{_flag_values(rule, 'written')}\n"
+            "FROM written"
+        ]
+    flags = (
+        f"INSERT INTO guide_flags ({FLAG_COLUMNS})\n{_flag_values(rule, 'd')}\n"
+        f"FROM deliveries AS d\nWHERE d.rule_id = {_literal(rule.id)} AND d.created_at = :now\n"
+        "  AND NOT EXISTS (SELECT 1 FROM guide_flags AS g WHERE g.delivery_id = d.id)"
+    )
+    return [insert, flags]
+
+
+@dataclass(frozen=True)
+class Statement:
+    clause: TextClause
+    params: tuple[str, ...]  # the named parameters it takes
+
+
+def _statement(sql: str) -> Statement:
+    """A text() statement whose datetime parameters bind like the engine's columns."""
+    names = tuple(name for name in DATETIME_PARAMS if f":{name}" in sql)
+    clause = text(sql).bindparams(*[bindparam(name, type_=UTCDateTime()) for name in names])
+    return Statement(clause, names)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    rule: HandRule
+    statements: tuple[Statement, ...]
+
+
+def compile_pack(dialect: str, rule_ids: Sequence[str] | None = None) -> list[Compiled]:
+    return [
+        Compiled(rule, tuple(_statement(sql) for sql in statements_sql(rule, dialect)))
+        for rule in HAND_RULES
+        if rule_ids is None or rule.id in rule_ids
+    ]
+
+
+def _params(rule: HandRule, now: datetime) -> dict[str, datetime | None]:
+    latest = now - rule.after
+    ttl = rule.guide_ttl
+    return {
+        "now": now,
+        "earliest": latest - rule.expires,
+        "latest": latest,
+        "guide_expires_at": now + ttl if ttl is not None else None,
+    }
+
+
+def run_rule(connection: Connection, compiled: Compiled, now: datetime) -> None:
+    params = _params(compiled.rule, now)
+    for statement in compiled.statements:
+        connection.execute(statement.clause, {name: params[name] for name in statement.params})
+
+
+def run_pack(engine: Engine, pack: Sequence[Compiled], now: datetime) -> None:
+    """Every rule, one transaction each (as the engine writes a rule's batch together)."""
+    for compiled in pack:
+        with engine.begin() as connection:
+            run_rule(connection, compiled, now)
+
+
+def check_against(rules: RuleSet, default_guide_ttl: timedelta) -> None:
+    """Fail when the hand-copied constants no longer describe the loaded rule pack."""
+    problems = [] if _same_ids(rules) else [_id_problem(rules)]
+    for hand in HAND_RULES:
+        if hand.id in {r.id for r in rules.enabled}:
+            problems.extend(_rule_problems(hand, rules, default_guide_ttl))
+    if problems:
+        raise BenchError(
+            "the hand-written SQL (bench/handsql.py) no longer matches rules/*.yaml:\n  "
+            + "\n  ".join(problems)
+        )
+
+
+def _same_ids(rules: RuleSet) -> bool:
+    return {r.id for r in rules.enabled} == {h.id for h in HAND_RULES}
+
+
+def _id_problem(rules: RuleSet) -> str:
+    enabled, hand = {r.id for r in rules.enabled}, {h.id for h in HAND_RULES}
+    return f"enabled rules without hand SQL: {sorted(enabled - hand)}; hand SQL without an enabled rule: {sorted(hand - enabled)}"  # noqa: E501
+
+
+def _rule_problems(hand: HandRule, rules: RuleSet, default_guide_ttl: timedelta) -> list[str]:
+    rule = rules.get(hand.id)
+    ttl = (rule.send.guide_ttl or default_guide_ttl) if rule.send.guide else None
+    pairs = {
+        "after": (rule.when.after, hand.after),
+        "expires": (rule.expires, hand.expires),
+        "send.email": (rule.send.email, hand.email),
+        "send.guide": (rule.send.guide, hand.guide),
+        "guide_ttl": (ttl, hand.guide_ttl),
+    }
+    return [
+        f"{hand.id}: {name} is {yaml!r} in the YAML but {mine!r} in the hand SQL"
+        for name, (yaml, mine) in pairs.items()
+        if yaml != mine
+    ]

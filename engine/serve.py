@@ -1,0 +1,97 @@
+"""Running the HTTP API with uvicorn: in the foreground for `lifecycle run`, or in a background
+thread on a free loopback port for tests (`running_server`)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+START_TIMEOUT = 10.0  # seconds for the server to start listening
+STOP_TIMEOUT = 10.0  # seconds for it to finish open requests and stop
+GRACEFUL_SHUTDOWN = 5  # seconds uvicorn waits for open connections before cancelling them
+
+
+def serve_api(app: FastAPI, host: str, port: int) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn handles the signals in the main thread)."""
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
+
+
+@contextmanager
+def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve `app` in a background thread and yield its base URL; stop it on exit.
+
+    The socket is bound here, before the thread starts, so that port 0 gives a free port we
+    know; uvicorn closes it on shutdown (and so do we, should it never start)."""
+    sock = _bind(host, port)
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # leave the process's logging (pytest's capture) alone
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+    )
+    server = uvicorn.Server(config)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"uvicorn-{sock.getsockname()[1]}", daemon=True)
+    try:
+        thread.start()
+        _wait_started(server, thread, failure)
+        yield _base_url(sock)
+    finally:
+        _stop(server, thread)
+        sock.close()
+    if failure:
+        raise RuntimeError("the API server failed") from failure[0]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _wait_started(
+    server: uvicorn.Server, thread: threading.Thread, failure: list[BaseException]
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the API server stopped while starting") from (
+                failure[0] if failure else None
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the API server did not start within {START_TIMEOUT:g}s")
+        time.sleep(0.01)
+
+
+def _stop(server: uvicorn.Server, thread: threading.Thread) -> None:
+    server.should_exit = True
+    thread.join(STOP_TIMEOUT)
+    if thread.is_alive():  # open connections held it up: cut them, and wait again
+        server.force_exit = True
+        thread.join(STOP_TIMEOUT)
+    if thread.is_alive():
+        raise RuntimeError(f"the API server did not stop within {2 * STOP_TIMEOUT:g}s")

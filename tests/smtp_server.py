@@ -1,0 +1,293 @@
+"""A real SMTP server for tests: aiosmtpd in a background thread on 127.0.0.1, recording what it
+accepts and answering what a test tells it to (4xx/5xx replies, slowness, TLS, AUTH).
+
+    with SmtpServer() as server:
+        server.reply_next_rcpt("550 5.1.1 <x@example.com>: user unknown")
+        ...
+        assert server.messages[0].message["Subject"] == "Welcome"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import email
+import email.policy
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple
+
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+
+HOST = "127.0.0.1"
+USERNAME = "mailer"
+PASSWORD = "correct horse battery staple"
+READY_TIMEOUT = 5.0  # seconds for the server thread to start listening
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    raw: bytes  # exactly what came after DATA, dot-unstuffed
+    message: EmailMessage
+    tls: bool  # the session was encrypted (STARTTLS or implicit TLS)
+    login: str | None  # the authenticated user, if AUTH was used
+
+
+class Certs(NamedTuple):
+    server_context: ssl.SSLContext
+    ca_file: Path
+
+
+_default_cert_dir: Path | None = None
+
+
+def make_certs(
+    directory: Path | None = None, identities: tuple[str, ...] = (HOST, "localhost")
+) -> Certs:
+    """A fresh private CA (trustme) and a server certificate for `identities`.
+    The CA's PEM goes to `directory` (a process-wide temporary one when omitted), for
+    `SmtpConfig.ca_file`. The context is for the server side (STARTTLS or implicit TLS)."""
+    global _default_cert_dir
+    if directory is None:
+        if _default_cert_dir is None:
+            _default_cert_dir = Path(tempfile.mkdtemp(prefix="lifecycle-smtp-certs-"))
+            atexit.register(shutil.rmtree, _default_cert_dir, ignore_errors=True)
+        directory = _default_cert_dir
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*identities).configure_cert(context)
+    ca_file = Path(tempfile.mkstemp(dir=directory, prefix="ca-", suffix=".pem")[1])
+    ca.cert_pem.write_to_path(str(ca_file))
+    return Certs(context, ca_file)
+
+
+class _Handler:
+    """aiosmtpd hooks. They run on the server's event loop thread; tests program and read
+    them from the main thread, hence the lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received: list[ReceivedMessage] = []
+        self.rcpt_replies: deque[str] = deque()
+        self.data_replies: deque[str] = deque()
+        self.data_delay = 0.0
+        self.auth_required = False
+
+    def _next(self, replies: deque[str]) -> str | None:
+        with self.lock:
+            return replies.popleft() if replies else None
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        # Enforced here rather than with aiosmtpd's `auth_required`, which warns (an error
+        # under pytest's filterwarnings) whenever AUTH is allowed without TLS.
+        if self.auth_required and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        reply = self._next(self.rcpt_replies)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        with self.lock:
+            delay = self.data_delay
+        if delay:
+            await asyncio.sleep(delay)
+        reply = self._next(self.data_replies)
+        if reply is not None:
+            return reply
+        raw = envelope.original_content or b""
+        # Parsed with local line ends, so that bodies compare equal to what was composed.
+        parsed = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        transport = server.transport
+        auth = session.auth_data
+        record = ReceivedMessage(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            raw=raw,
+            message=parsed,
+            tls=transport is not None and transport.get_extra_info("ssl_object") is not None,
+            login=auth.login.decode() if isinstance(auth, LoginPassword) else None,
+        )
+        with self.lock:
+            self.received.append(record)
+            number = len(self.received)
+        return f"250 2.0.0 Ok: queued as TEST{number:04d}"
+
+
+class _BoundController(Controller):
+    """Serves on a socket bound before the thread starts: the port is known up front and no
+    other process can take it between choosing and listening (no free-port race)."""
+
+    def __init__(self, handler: _Handler, sock: socket.socket, **kwargs: Any) -> None:
+        self._sock = sock
+        host, port = sock.getsockname()[:2]
+        super().__init__(handler, hostname=host, port=port, **kwargs)
+
+    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
+
+
+class SmtpServer:
+    """A programmable SMTP server on 127.0.0.1 and a free port.
+
+    - `tls_context`: offer STARTTLS with it (see `make_certs`);
+    - `ssl_context`: implicit TLS from the first byte (what `SMTP_SSL` speaks);
+    - `auth`: (username, password) to require AUTH before MAIL (allowed in the clear only
+      when no `tls_context` is given).
+    """
+
+    def __init__(
+        self,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        auth: tuple[str, str] | None = None,
+        port: int = 0,
+    ) -> None:
+        self.requested_port = port  # 0: any free port; a number: come back on a known port
+        self.tls_context = tls_context
+        self.ssl_context = ssl_context
+        self.auth = auth
+        self._handler = _Handler()
+        self._controller: _BoundController | None = None
+        self.host = HOST
+        self.port = 0
+
+    def start(self) -> SmtpServer:
+        if self._controller is not None:
+            raise RuntimeError("the SMTP server is already running")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((HOST, self.requested_port))
+            self.port = sock.getsockname()[1]
+            smtp_options: dict[str, Any] = {}
+            if self.tls_context is not None:
+                smtp_options["tls_context"] = self.tls_context
+            if self.auth is not None:
+                self._handler.auth_required = True
+                # Like a real submission server: with STARTTLS on offer, AUTH only after it.
+                smtp_options.update(
+                    authenticator=self._authenticate,
+                    auth_require_tls=self.tls_context is not None,
+                )
+            # The controller owns its event loop from construction, so build it only here,
+            # where stop() is guaranteed to close it.
+            controller = _BoundController(
+                self._handler,
+                sock,
+                ssl_context=self.ssl_context,
+                server_hostname="smtp.test",
+                ready_timeout=READY_TIMEOUT,
+                **smtp_options,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self._controller = controller
+        try:
+            controller.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        controller, self._controller = self._controller, None
+        if controller is None:
+            return
+        try:
+            controller.stop(no_assert=True)
+        finally:
+            # Only reached unclosed when the server never got to serve (a failed start).
+            if not controller.loop.is_closed():
+                controller.loop.close()
+            controller._sock.close()
+
+    def __enter__(self) -> SmtpServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def messages(self) -> list[ReceivedMessage]:
+        with self._handler.lock:
+            return list(self._handler.received)
+
+    def reply_next(self, reply: str, times: int = 1) -> None:
+        """The next `times` DATA commands get `reply` (e.g. "451 4.3.0 Try later")."""
+        self.reply_next_data(reply, times)
+
+    def reply_next_data(self, reply: str, times: int = 1) -> None:
+        with self._handler.lock:
+            self._handler.data_replies.extend([reply] * times)
+
+    def reply_next_rcpt(self, reply: str, times: int = 1) -> None:
+        with self._handler.lock:
+            self._handler.rcpt_replies.extend([reply] * times)
+
+    def slow(self, seconds: float) -> None:
+        """Delay every following reply to DATA by `seconds` (0 to stop)."""
+        with self._handler.lock:
+            self._handler.data_delay = seconds
+
+    def _authenticate(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        mechanism: str,
+        auth_data: object,
+    ) -> AuthResult:
+        assert self.auth is not None
+        username, password = self.auth
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == username.encode()
+            and auth_data.password == password.encode()
+        )
+        if not ok:
+            return AuthResult(success=False, handled=False)  # aiosmtpd then answers 535
+        return AuthResult(success=True, auth_data=auth_data)
