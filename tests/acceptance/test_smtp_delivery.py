@@ -22,9 +22,16 @@ AT = "2026-03-03T09:00:00Z"  # 24h after the fixture signups
 def smtp_project(tmp_path: Path, port: int, **mail: Any) -> Project:
     smtp = {"host": "127.0.0.1", "port": port, "security": "none", "timeout": "5s"}
     project = make_project(
-        tmp_path, "sqlite:///lifecycle.db",
-        mail={"transport": "smtp", "smtp": smtp, "unsubscribe_mailto": "unsub@airtouch.example",
-              "quiet_hours": None, "daily_cap": None, **mail},
+        tmp_path,
+        "sqlite:///lifecycle.db",
+        mail={
+            "transport": "smtp",
+            "smtp": smtp,
+            "unsubscribe_mailto": "unsub@airtouch.example",
+            "quiet_hours": None,
+            "daily_cap": None,
+            **mail,
+        },
     )
     project.run("ingest", str(DATA / "airtouch.jsonl"))
     return project
@@ -40,7 +47,8 @@ def test_tick_delivers_every_email_with_the_headers_providers_expect(
     project = smtp_project(tmp_path, smtp_server.port)
     project.run("tick", "--at", AT)
     rows = sent_rows(project)
-    assert rows and all(d["status"] == "sent" for d in rows)
+    assert rows
+    assert all(d["status"] == "sent" for d in rows)
     assert all(d["reply"].startswith("250") for d in rows)
     received = {m.message["Message-ID"]: m for m in smtp_server.messages}
     assert sorted(received) == sorted(d["message_id"] for d in rows)
@@ -48,11 +56,13 @@ def test_tick_delivers_every_email_with_the_headers_providers_expect(
         message = received[row["message_id"]].message
         assert message["To"] == row["email_to"]
         assert message["From"] == "Airtouch <hello@airtouch.example>"
-        assert message["Subject"] and message["Date"]
+        assert message["Subject"]
+        assert message["Date"]
         assert message.get_content_type() == "multipart/alternative"
         text = message.get_body(("plain",))
         html = message.get_body(("html",))
-        assert text is not None and html is not None
+        assert text is not None
+        assert html is not None
         unsubscribe = str(message["List-Unsubscribe"])
         url = unsubscribe.split(">")[0].removeprefix("<")
         assert url.startswith("http://127.0.0.1:8000/unsubscribe/")
@@ -79,8 +89,7 @@ def test_a_451_is_retried_and_delivered_once(tmp_path: Path, smtp_server: SmtpSe
     assert sorted(ids) == sorted(d["message_id"] for d in rows)  # each exactly once
 
 
-def test_a_550_fails_suppresses_and_is_not_retried(tmp_path: Path,
-                                                   smtp_server: SmtpServer) -> None:
+def test_a_550_fails_suppresses_and_is_not_retried(tmp_path: Path, smtp_server: SmtpServer) -> None:
     project = smtp_project(tmp_path, smtp_server.port)
     smtp_server.reply_next_rcpt("550 5.1.1 <x>: Recipient address rejected: User unknown")
     project.run("tick", "--at", AT)
@@ -103,7 +112,8 @@ def test_server_down_then_up_loses_nothing(tmp_path: Path) -> None:
     project = smtp_project(tmp_path, port, retry={"first_delay": "1m"})
     project.run("tick", "--at", AT)
     rows = sent_rows(project)
-    assert rows and all(d["status"] == "retrying" for d in rows)
+    assert rows
+    assert all(d["status"] == "retrying" for d in rows)
     with SmtpServer(port=port) as again:
         project.run("tick", "--at", "2026-03-03T09:05:00Z")
         assert all(d["status"] == "sent" for d in sent_rows(project))
@@ -114,8 +124,9 @@ def test_one_click_unsubscribe_round_trip(tmp_path: Path, smtp_server: SmtpServe
     project = smtp_project(tmp_path, smtp_server.port)
     project.run("tick", "--at", AT)
     message = smtp_server.messages[0].message
-    user = next(d["user_id"] for d in sent_rows(project)
-                if d["message_id"] == message["Message-ID"])
+    user = next(
+        d["user_id"] for d in sent_rows(project) if d["message_id"] == message["Message-ID"]
+    )
     path = str(message["List-Unsubscribe"]).split(">")[0].removeprefix("<http://127.0.0.1:8000")
     config = load_config(project.config_file, environ={})
     engine = connect(config.database_url)
