@@ -21,7 +21,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
-from sqlalchemy import literal, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -126,13 +125,9 @@ def _health_routes(store: Store) -> APIRouter:
 
 
 def database_problem(store: Store) -> str | None:
-    """None when the database answers `SELECT 1`, else a one-line reason.
-
-    Store has no ping method, so this is the one place outside engine.store that queries
-    through its engine (read-only, dialect-neutral)."""
+    """None when the database answers, else a one-line reason."""
     try:
-        with store.engine.connect() as connection:
-            connection.execute(select(literal(1))).scalar_one()
+        store.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason says why
         logger.warning("readiness check failed: %s", exc)
         cause = getattr(exc, "orig", None) or exc  # the driver's message, not SQLAlchemy's
@@ -158,9 +153,11 @@ def _unsubscribe_routes(store: Store, config: Config, clock: Clock) -> APIRouter
     def confirm(token: str) -> HTMLResponse:
         """A confirmation page. It never unsubscribes: link scanners prefetch GETs."""
         try:
-            read_unsubscribe_token(secret, token, max_age)
+            user_id = read_unsubscribe_token(secret, token, max_age)
         except BadToken as exc:
             return pages.bad_token(exc.reason)
+        if not store.user_exists(user_id):
+            return pages.unknown_user()
         return pages.confirm()
 
     @router.post("/unsubscribe/{token}", response_class=HTMLResponse, responses=html_errors)

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine import demo as demo_data
+from engine.api import create_app
 from engine.app import App, open_app, open_store
 from engine.checks import check as run_check
 from engine.clock import SystemClock, isoformat, parse_instant
@@ -26,6 +27,7 @@ from engine.errors import LifecycleError, ProblemsError
 from engine.ingest import ingest_lines
 from engine.present import preview_json, preview_summary, preview_table, tick_table
 from engine.schema import metadata
+from engine.serve import serve_api
 from engine.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -363,14 +365,34 @@ def _json_default(value: Any) -> Any:
 
 
 @cli.command()
+@click.option("--no-api", is_flag=True, help="Do not serve the HTTP API in this process.")
 @click.pass_obj
 @friendly_errors
-def run(state: State) -> None:
-    """The daemon: tick every scheduler.tick until SIGTERM or Ctrl-C."""
+def run(state: State, no_api: bool) -> None:
+    """The daemon: tick every scheduler.tick, and serve the HTTP API, until SIGTERM/Ctrl-C."""
     from engine.daemon import run as run_daemon
 
     logging.getLogger("lifecycle").setLevel(logging.INFO)
-    run_daemon(state.app(), SystemClock())
+    app, clock = state.app(), SystemClock()
+    serve = None
+    if not no_api:
+        api = app.config.api
+        http = create_app(store=app.store, config=app.config, clock=clock)
+        serve = functools.partial(serve_api, http, api.host, api.port)
+    run_daemon(app, clock, serve=serve)
+
+
+@cli.command()
+@click.option("--host", help="Interface to listen on (default: api.host).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: api.port).")
+@click.pass_obj
+@friendly_errors
+def api(state: State, host: str | None, port: int | None) -> None:
+    """Serve the HTTP API alone (unsubscribe links, in-app guides, health)."""
+    config = state.config()
+    store = state.store(config)
+    http = create_app(store=store, config=config, clock=SystemClock())
+    serve_api(http, host or config.api.host, config.api.port if port is None else port)
 
 
 def main() -> None:

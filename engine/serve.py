@@ -3,11 +3,13 @@ thread on a free loopback port for tests (`running_server`)."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -17,9 +19,36 @@ STOP_TIMEOUT = 10.0  # seconds for it to finish open requests and stop
 GRACEFUL_SHUTDOWN = 5  # seconds uvicorn waits for open connections before cancelling them
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT once it has shut down, so the process dies by the
+    signal (exit -15). A requested stop is not a failure: the daemon exits 0 after its own
+    clean-up instead."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.stop_signal: int | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.stop_signal = sig
+        super().handle_exit(sig, frame)
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def serve_api(app: FastAPI, host: str, port: int) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn handles the signals in the main thread)."""
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
+    """Serve until SIGINT/SIGTERM (a second one stops at once), then return normally."""
+    _Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
 
 
 @contextmanager

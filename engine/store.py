@@ -21,6 +21,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    literal,
     or_,
     select,
     update,
@@ -45,7 +46,12 @@ def connect(url: str, *, echo: bool = False) -> Engine:
     """An Engine with the settings the engine relies on (SQLite: WAL, a busy timeout)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    engine = create_engine(url, echo=echo, future=True)
+    options: dict[str, Any] = {}
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        # A host that drops packets must not hang a tick or /readyz for minutes.
+        options["connect_args"] = {"connect_timeout": 10}
+    # pre_ping: a pooled connection the server closed (a restart) is replaced, not used.
+    engine = create_engine(url, echo=echo, pool_pre_ping=True, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -478,6 +484,16 @@ class Store:
         return row is not None
 
     # ---- reading -----------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise unless the database answers a trivial query (readiness checks)."""
+        with self.engine.connect() as connection:
+            connection.execute(select(literal(1))).scalar_one()
+
+    def user_exists(self, user_id: str) -> bool:
+        with self.engine.connect() as connection:
+            found = connection.execute(select(users.c.id).where(users.c.id == user_id)).first()
+        return found is not None
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as connection:

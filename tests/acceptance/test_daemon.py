@@ -1,43 +1,99 @@
-"""`lifecycle run` as a real process: APScheduler ticks on its interval, emails reach the
-outbox, and SIGTERM stops it cleanly. Every wait is bounded."""
+"""`lifecycle run` and `lifecycle api` as real processes: APScheduler ticks on its interval,
+emails reach the outbox, the API answers, and SIGTERM stops everything cleanly. Every wait
+is bounded; only loopback addresses."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.acceptance.conftest import make_project
+import httpx
+
+from tests.acceptance.conftest import Project, make_project
+
+SCRIPT = Path(sys.executable).parent / "lifecycle"
 
 
-def test_the_daemon_ticks_on_schedule_and_stops_on_sigterm(tmp_path: Path) -> None:
-    project = make_project(tmp_path, "sqlite:///lifecycle.db")
-    project.run("demo", "--users", "60", "--no-tour")
-    env = {**os.environ, "LIFECYCLE_SCHEDULER__TICK": "1s"}
-    script = Path(sys.executable).parent / "lifecycle"
-    process = subprocess.Popen(
-        [str(script), "--config", str(project.config_file), "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], what: str,
+             seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        assert process.poll() is None, process.communicate()[0]
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {seconds} s")
+
+
+def healthy(url: str) -> bool:
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not list(project.outbox.glob("*.eml")):
-            assert process.poll() is None, process.communicate()[0]
-            time.sleep(0.2)
-        assert list(project.outbox.glob("*.eml")), "no email reached the outbox within 30 s"
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start(project: Project, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(SCRIPT), "--config", str(project.config_file), *args],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    return output
+
+
+def test_the_daemon_ticks_serves_the_api_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    project = make_project(tmp_path, "sqlite:///lifecycle.db",
+                           mail={"quiet_hours": None}, api={"port": port})
+    project.run("demo", "--users", "60", "--no-tour")
+    process = start(project, "run", LIFECYCLE_SCHEDULER__TICK="1s")
+    try:
+        wait_for(lambda: bool(list(project.outbox.glob("*.eml"))), process, "an email")
+        wait_for(lambda: healthy(f"http://127.0.0.1:{port}/readyz"), process, "the API")
         time.sleep(1.5)  # at least one more tick, which must send nothing twice
     finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
+        output = stop(process)
     assert "tick at" in output
     rows = project.deliveries()
     assert len({(d["rule_id"], d["user_id"]) for d in rows}) == len(rows)
     sent = [d for d in rows if d["status"] == "sent" and d["email_template"]]
     assert len(list(project.outbox.glob("*.eml"))) == len(sent)
+
+
+def test_the_daemon_without_the_api(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "sqlite:///lifecycle.db", mail={"quiet_hours": None})
+    project.run("demo", "--users", "30", "--no-tour")
+    process = start(project, "run", "--no-api", LIFECYCLE_SCHEDULER__TICK="1s")
+    try:
+        wait_for(lambda: bool(list(project.outbox.glob("*.eml"))), process, "an email")
+    finally:
+        stop(process)
+
+
+def test_the_api_alone_takes_its_port_from_the_environment(tmp_path: Path) -> None:
+    port = free_port()
+    project = make_project(tmp_path, "sqlite:///lifecycle.db")
+    process = start(project, "api", LIFECYCLE_API__PORT=str(port))
+    try:
+        wait_for(lambda: healthy(f"http://127.0.0.1:{port}/healthz"), process, "the API")
+        schema = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5).json()
+        assert "/v1/users/{user_id}/guides" in schema["paths"]
+    finally:
+        stop(process)
