@@ -56,6 +56,9 @@ class Guide(BaseModel):
     status: Literal["active", "seen"]
     set_at: str = Field(description="ISO 8601 UTC, e.g. 2026-03-10T12:00:00Z")
     expires_at: str | None = Field(description="ISO 8601 UTC, or null: never expires")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the rule's send.guide_params, for the frontend"
+    )
 
 
 class GuideList(BaseModel):
@@ -275,6 +278,7 @@ def _guide(flag: dict[str, Any]) -> Guide:
         status=flag["status"],
         set_at=isoformat(flag["set_at"]) or "",
         expires_at=isoformat(flag["expires_at"]),
+        params=flag.get("params") or {},
     )
 
 

@@ -66,6 +66,7 @@ class Planned:
     guide_id: str | None
     guide_expires_at: datetime | None
     candidate: Candidate = field(repr=False, compare=False)
+    guide_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sends_email(self) -> bool:
@@ -110,6 +111,7 @@ def decide(
         guide_id=guide,
         guide_expires_at=now + ttl if guide else None,
         candidate=candidate,
+        guide_params=dict(rule.send.guide_params) if guide else {},
     )
 
 

@@ -130,13 +130,14 @@ class Send(_Frozen):
     email: StrictStr | None = None
     guide: Annotated[StrictStr, Field(pattern=RULE_ID_PATTERN)] | None = None
     guide_ttl: Duration | None = None
+    guide_params: dict[Key, Any] = Field(default_factory=dict)  # passed to the frontend as is
 
     @model_validator(mode="after")
     def _something(self) -> Self:
         if not self.email and not self.guide:
             raise ValueError("a rule must send something: set send.email and/or send.guide")
-        if self.guide_ttl is not None and not self.guide:
-            raise ValueError("guide_ttl needs send.guide")
+        if (self.guide_ttl is not None or self.guide_params) and not self.guide:
+            raise ValueError("guide_ttl and guide_params need send.guide")
         return self
 
 

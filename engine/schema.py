@@ -134,6 +134,7 @@ guide_flags = Table(
     Column("set_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime()),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("params", JsonDoc),  # the rule's send.guide_params, as the frontend reads them
     UniqueConstraint("delivery_id"),
     Index(None, "user_id", "status"),
 )

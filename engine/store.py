@@ -641,6 +641,7 @@ def _flag_row(delivery_id: int, p: Planned, now: datetime) -> dict[str, Any]:
         "user_id": p.user_id,
         "guide_id": p.guide_id,
         "rule_id": p.rule_id,
+        "params": p.guide_params,
         "status": "active",
         "set_at": now,
         "expires_at": p.guide_expires_at,

@@ -26,8 +26,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], what: str,
-             seconds: float = 30) -> None:
+def wait_for(
+    condition: Callable[[], bool], process: subprocess.Popen[str], what: str, seconds: float = 30
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
@@ -47,7 +48,10 @@ def healthy(url: str) -> bool:
 def start(project: Project, *args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(SCRIPT), "--config", str(project.config_file), *args],
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -60,8 +64,9 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 def test_the_daemon_ticks_serves_the_api_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
-    project = make_project(tmp_path, "sqlite:///lifecycle.db",
-                           mail={"quiet_hours": None}, api={"port": port})
+    project = make_project(
+        tmp_path, "sqlite:///lifecycle.db", mail={"quiet_hours": None}, api={"port": port}
+    )
     project.run("demo", "--users", "60", "--no-tour")
     process = start(project, "run", LIFECYCLE_SCHEDULER__TICK="1s")
     try:

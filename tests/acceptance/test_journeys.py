@@ -167,3 +167,34 @@ def test_dry_run_without_at_uses_the_current_time(loaded: Project) -> None:
 def dry_now(project: Project, rule: str) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = project.json("dry-run", "--rule", rule)
     return result
+
+
+def test_the_frontend_reads_the_abandoned_workflow_guide_and_reports_back(
+    loaded: Project,
+) -> None:
+    import httpx
+
+    from engine.api import create_app
+    from engine.clock import FixedClock
+    from engine.config import load_config
+    from engine.serve import running_server
+
+    loaded.run("tick", "--at", iso(hours=5))
+    config = load_config(loaded.config_file, environ={})
+    config = config.model_copy(update={"api": config.api.model_copy(update={"api_keys": ["k"]})})
+    headers = {"Authorization": "Bearer k"}
+    with loaded.store() as store:
+        app = create_app(store=store, config=config, clock=FixedClock(T0 + timedelta(hours=6)))
+        with running_server(app) as base, httpx.Client(base_url=base, headers=headers) as client:
+            listing = client.get("/v1/users/olga/guides").json()
+            guides = {g["id"]: g for g in listing["guides"]}
+            egress = guides["egress_workflow_guide"]
+            assert egress["rule"] == "abandoned-egress-workflow"
+            assert egress["params"] == {"direction": "egress", "docs_path": "/guides/reverse-etl"}
+            done = client.post("/v1/users/olga/guides/egress_workflow_guide/completed")
+            assert done.json() == {"recorded": "guide_completed"}
+            after = client.get("/v1/users/olga/guides").json()
+            assert "egress_workflow_guide" not in {g["id"] for g in after["guides"]}
+        states = {s.user.id: s for s in store.user_states(["olga"])}
+    names = [e.name for e in states["olga"].events]
+    assert "guide_completed" in names

@@ -268,6 +268,7 @@ def test_the_guide_list_shows_active_flags(store: Store, now: datetime) -> None:
                 "status": "active",
                 "set_at": "2026-03-10T12:00:00Z",
                 "expires_at": "2026-03-17T12:00:00Z",
+                "params": {},
             },
             {
                 "id": "invite_tour",
@@ -275,6 +276,7 @@ def test_the_guide_list_shows_active_flags(store: Store, now: datetime) -> None:
                 "status": "active",
                 "set_at": "2026-03-10T12:00:00Z",
                 "expires_at": "2026-03-12T12:00:00Z",
+                "params": {},
             },
         ],
     }

@@ -551,7 +551,7 @@ def test_guide_ttl_without_guide() -> None:
               email: x
               guide_ttl: 7d
         """
-    ) == ["x.yaml:3: rule 'a': send: guide_ttl needs send.guide"]
+    ) == ["x.yaml:3: rule 'a': send: guide_ttl and guide_params need send.guide"]
 
 
 def test_guide_id_must_be_lowercase() -> None:
