@@ -62,7 +62,7 @@ def preview_table(previews: list[Preview], *, limit: int | None = None) -> Table
     table.add_column("User", overflow="fold", ratio=2)
     table.add_column("Persona/source", overflow="fold", ratio=2)
     table.add_column("Status", no_wrap=True)
-    table.add_column("Fire at (UTC)", no_wrap=True)
+    table.add_column("Fire at / send at (UTC)", no_wrap=True)
     table.add_column("Email: template, to, subject", overflow="fold", ratio=4)
     table.add_column("Guide", overflow="fold", ratio=2)
     for preview in previews[:limit]:
@@ -78,7 +78,7 @@ def preview_table(previews: list[Preview], *, limit: int | None = None) -> Table
             row["user_id"],
             f"{row['persona']}/{row['signup_source']}",
             f"[{_STYLE[row['status']]}]{status}[/]",
-            _short(row["fire_at"]),
+            _when(row),
             email,
             guide,
         )
@@ -117,6 +117,12 @@ def tick_table(report: TickReport) -> Table:
     for rule_id, counter in sorted(report.by_rule().items()):
         table.add_row(rule_id, *(str(counter.get(s, 0)) for s in columns.values()))
     return table
+
+
+def _when(row: dict[str, Any]) -> str:
+    """When the rule fired and, if quiet hours move the email, when it goes out."""
+    fire, send = _short(row["fire_at"]), _short(row["send_at"])
+    return fire if not send or send == fire else f"{fire}\n[cyan]→ {send}[/]"
 
 
 def _short(value: str | None) -> str:
