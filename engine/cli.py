@@ -318,38 +318,26 @@ def deliveries(
         click.echo(json.dumps(rows, indent=2, default=_json_default))
         return
     table = Table(title="Delivery ledger", header_style="bold")
-    for name in (
-        "id",
-        "rule_id",
-        "user_id",
-        "status",
-        "reason",
-        "email_to",
-        "guide_id",
-        "fire_at",
-        "sent_at",
-    ):
+    for name in LEDGER_COLUMNS:
         table.add_column(name, overflow="fold")
     for row in rows:
-        table.add_row(
-            *(
-                _cell(row[k])
-                for k in (
-                    "id",
-                    "rule_id",
-                    "user_id",
-                    "status",
-                    "reason",
-                    "email_to",
-                    "guide_id",
-                    "fire_at",
-                    "sent_at",
-                )
-            )
-        )
+        table.add_row(*(_cell(row[name]) for name in LEDGER_COLUMNS))
     out.print(table)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(store.status_counts().items()))
     out.print(f"All rows by status: {counts or 'none'}")
+
+
+LEDGER_COLUMNS = (
+    "id",
+    "rule_id",
+    "user_id",
+    "status",
+    "reason",
+    "email_to",
+    "guide_id",
+    "fire_at",
+    "sent_at",
+)
 
 
 def _cell(value: Any) -> str:

@@ -8,6 +8,18 @@ from enum import StrEnum
 from typing import Any
 
 SIGNED_UP = "signed_up"  # the anchor name for a user's signup time; never an event name
+# A user's stored fields, in the order of the users table.
+USER_FIELDS = (
+    "id",
+    "email",
+    "persona",
+    "signup_source",
+    "signed_up_at",
+    "timezone",
+    "account_id",
+    "invited_by",
+    "traits",
+)
 
 
 class Status(StrEnum):

@@ -15,6 +15,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_auto
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.errors import TemplateError as RenderError
+from engine.model import USER_FIELDS
 
 PARTS = ("subject.txt", "body.txt", "body.html")
 
@@ -116,16 +117,7 @@ def email_context(
     }
 
 
-_USER_KEYS = (
-    "id",
-    "email",
-    "persona",
-    "signup_source",
-    "signed_up_at",
-    "timezone",
-    "account_id",
-    "invited_by",
-)
+_USER_KEYS = tuple(name for name in USER_FIELDS if name != "traits")
 
 
 def first_name(traits: Mapping[str, Any]) -> str | None:

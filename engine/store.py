@@ -31,7 +31,7 @@ from sqlalchemy.engine import Row
 
 from engine.decide import Candidate, Planned
 from engine.evaluate import candidates as candidates_query
-from engine.model import EMAIL_COUNTED, Event, Status, User, UserState
+from engine.model import EMAIL_COUNTED, USER_FIELDS, Event, Status, User, UserState
 from engine.rules import Rule
 from engine.schema import deliveries, events, guide_flags, metadata, suppressions, users
 
@@ -124,17 +124,6 @@ class Due:
     created_at: datetime
 
 
-USER_FIELDS = (
-    "id",
-    "email",
-    "persona",
-    "signup_source",
-    "signed_up_at",
-    "timezone",
-    "account_id",
-    "invited_by",
-    "traits",
-)
 _COLUMN_FIELDS = USER_FIELDS[1:-1]
 
 
