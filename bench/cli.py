@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -85,6 +86,7 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     population = _step(
         console, f"generating {args.users:,} users", lambda: make_population(args.users, args.seed)
     )
+    _freeze_heap()
     machine = Machine()
     results = []
     for dialect in DIALECTS if args.db == "both" else (args.db,):
@@ -95,6 +97,16 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     print_report(console, machine, results, args.sample_pick)
     write_json(args.json, settings(args, population), machine, results)
     console.print(f"figures written to {args.json}")
+
+
+def _freeze_heap() -> None:
+    """Move the generated population out of the garbage collector's sight. It stays in memory
+    for the second database, and a daemon's heap would not hold it: left in, every full
+    collection during a timed tick walks its million objects, which slows the engine's
+    allocating Python side and not the hand SQL (measured at 100k users: a PostgreSQL tick
+    took 3.3 s with it, 2.2-2.6 s without)."""
+    gc.collect()
+    gc.freeze()
 
 
 def bench_database(
@@ -156,7 +168,7 @@ def _step(console: Console, label: str, work: Callable[[], T]) -> T:
 def settings(args: argparse.Namespace, population: Population) -> dict[str, Any]:
     return {
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "users": args.users,
         "events": len(population.events),
         "seed": args.seed,

@@ -93,6 +93,20 @@ PLANS = (("trial", 0.6), ("free", 0.3), ("team", 0.1))
 
 
 @dataclass
+class _Accounts:
+    """Accounts in creation order (a list, so that picking one stays O(1)) and members."""
+
+    order: list[str] = field(default_factory=list)
+    members: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, account_id: str, user_id: str) -> None:
+        if account_id not in self.members:
+            self.order.append(account_id)
+            self.members[account_id] = []
+        self.members[account_id].append(user_id)
+
+
+@dataclass
 class Population:
     users: list[UserUpsert] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
@@ -102,7 +116,7 @@ def generate(n: int, *, seed: int, now: datetime, days: int = 7) -> Population:
     rng = random.Random(seed)
     now = now.replace(second=0, microsecond=0)
     population = Population()
-    accounts: dict[str, list[str]] = {}
+    accounts = _Accounts()
     signups = sorted(now - timedelta(seconds=rng.uniform(0, days * 86400)) for _ in range(n))
     for index, signed_up_at in enumerate(signups):
         user = _user(rng, index, signed_up_at.replace(microsecond=0), accounts, seed)
@@ -119,17 +133,17 @@ def _user(
     rng: random.Random,
     index: int,
     signed_up_at: datetime,
-    accounts: dict[str, list[str]],
+    accounts: _Accounts,
     seed: int,
 ) -> UserUpsert:
     user_id = f"u{seed}-{index:05d}"
-    invited = bool(accounts) and rng.random() < 0.35
+    invited = bool(accounts.order) and rng.random() < 0.35
     if invited:
-        account_id = rng.choice(sorted(accounts))
-        invited_by = rng.choice(accounts[account_id])
+        account_id = rng.choice(accounts.order)
+        invited_by = rng.choice(accounts.members[account_id])
     else:
-        account_id, invited_by = f"acct-{seed}-{len(accounts):04d}", None
-    accounts.setdefault(account_id, []).append(user_id)
+        account_id, invited_by = f"acct-{seed}-{len(accounts.order):04d}", None
+    accounts.add(account_id, user_id)
     first, last = rng.choice(FIRST), rng.choice(LAST)
     company = COMPANIES[sum(map(ord, account_id)) % len(COMPANIES)]  # shared by an account
     return UserUpsert(

@@ -46,7 +46,9 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: the engine works in aware UTC")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        if value.tzinfo is not UTC:  # the common case skips a conversion (hot in ticks)
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -150,4 +152,15 @@ suppressions = Table(
     UniqueConstraint("user_id", "reason"),
     UniqueConstraint("email", "reason"),
     Index(None, "email"),
+)
+
+# Group calls: an account's (workspace's) traits, merged like a user's; users point here by
+# `users.account_id` (no foreign key: a user may name an account before its group call).
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("traits", JsonDoc, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
