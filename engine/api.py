@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from engine import __version__
 from engine.clock import Clock, isoformat
 from engine.config import BrandConfig, Config
+from engine.ingest_api import ingest_routes
 from engine.store import Store
 from engine.tokens import BadToken, BadTokenReason, read_unsubscribe_token
 
@@ -89,7 +90,10 @@ def create_app(*, store: Store, config: Config, clock: Clock) -> FastAPI:
     app = FastAPI(
         title="lifecycle API",
         version=__version__,
-        description="Health probes, one-click unsubscribe and in-app guide flags.",
+        description=(
+            "Event ingestion (Segment spec), health probes, one-click unsubscribe "
+            "and in-app guide flags."
+        ),
     )
     app.add_middleware(CatchAll)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -97,6 +101,7 @@ def create_app(*, store: Store, config: Config, clock: Clock) -> FastAPI:
     app.include_router(_health_routes(store))
     app.include_router(_unsubscribe_routes(store, config, clock))
     app.include_router(_guide_routes(store, config, clock))
+    app.include_router(ingest_routes(store, config, clock))
     return app
 
 

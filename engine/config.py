@@ -15,7 +15,15 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
@@ -120,6 +128,76 @@ class ApiConfig(_Section):
     api_keys: list[str] = Field(default_factory=list)  # for the guide API (the frontend)
     write_keys: list[str] = Field(default_factory=list)  # for event ingestion
     unsubscribe_max_age: Duration = timedelta(days=180)
+    # Ingestion requests per second per write key (a token bucket); None: no limit.
+    rate_limit_per_second: float | None = Field(default=None, gt=0)
+    rate_limit_burst: int | None = Field(default=None, ge=1)  # default: one second's worth
+
+
+def _trait_names(value: Any) -> Any:
+    return (value,) if isinstance(value, str) else value
+
+
+TraitNames = Annotated[
+    tuple[Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)], ...],
+    BeforeValidator(_trait_names),
+]
+
+
+class IngestConfig(_Section):
+    """Which identify traits fill the user's columns (the first one present wins; the others
+    stay in `traits`). The defaults are those of engine.segment.TraitMapping."""
+
+    persona: TraitNames = ("persona",)
+    signup_source: TraitNames = ("signup_source", "signupSource")
+    email: TraitNames = ("email",)
+    timezone: TraitNames = ("timezone",)
+    account_id: TraitNames = ("account_id", "accountId", "company_id", "groupId")
+    invited_by: TraitNames = ("invited_by", "invitedBy")
+    signed_up_at: TraitNames = ("createdAt", "created_at")
+
+
+class ReportEvents(_Section):
+    """The product's event names for the playbook's questions (Airtouch's by default): the
+    engine never hard-codes a product's vocabulary, so another product renames them here."""
+
+    workflow_created: str = "workflow_saved"  # "first workflow created" = its first save
+    workflow_run: str = "workflow_run"
+    workflow_started: str = "workflow_started"
+    invite_sent: str = "invite_sent"
+    connection_created: str = "connection_created"
+    email_verified: str = "email_verified"
+    login: str = "login"
+
+
+class ActiveConfig(_Section):
+    """A user is active when they did `event` within `window` before the report's end."""
+
+    event: str = "login"
+    window: Duration = timedelta(days=30)
+
+
+def _names(*names: str) -> Any:
+    return Field(default_factory=lambda: list(names), min_length=1)
+
+
+class ReportsConfig(_Section):
+    events: ReportEvents = ReportEvents()
+    # The "aha" moment (the playbook: an active, running workflow), reached within
+    # `activation_within` of signup: activation (PAR, TTFV) and activation cohorts.
+    activation_event: str = "workflow_run"
+    activation_within: Duration = timedelta(days=7)
+    invited_source: str = "invited"  # the signup_source of users a colleague invited
+    key_events: list[str] = _names(
+        "connection_created", "workflow_started", "workflow_saved", "workflow_run", "invite_sent"
+    )
+    active: ActiveConfig = ActiveConfig()
+    features: list[str] = _names(
+        "connection_created", "workflow_saved", "workflow_run", "invite_sent"
+    )
+    retention_events: list[str] = _names("login", "workflow_run")  # "active in month k"
+    funnel: list[str] = _names(
+        "email_verified", "connection_created", "workflow_started", "workflow_saved", "workflow_run"
+    )
 
 
 class Config(_Section):
@@ -131,6 +209,8 @@ class Config(_Section):
     links: dict[str, str] = Field(default_factory=dict)
     brand: BrandConfig = BrandConfig()
     api: ApiConfig = ApiConfig()
+    ingest: IngestConfig = IngestConfig()
+    reports: ReportsConfig = ReportsConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     def resolve(self, path: Path) -> Path:

@@ -87,7 +87,9 @@ def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iter
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio only turns Nagle off (TCP_NODELAY) on sockets
+    # that say they are TCP, and with Nagle on every response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

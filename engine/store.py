@@ -6,10 +6,11 @@ JSON merging, row locks) stay inside this file."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     literal,
@@ -27,13 +29,22 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import URL, Dialect, Row
+from sqlalchemy.sql import Select
 
 from engine.decide import Candidate, Planned
 from engine.evaluate import candidates as candidates_query
 from engine.model import EMAIL_COUNTED, USER_FIELDS, Event, Status, User, UserState
 from engine.rules import Rule
-from engine.schema import deliveries, events, guide_flags, metadata, suppressions, users
+from engine.schema import (
+    accounts,
+    deliveries,
+    events,
+    guide_flags,
+    metadata,
+    suppressions,
+    users,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 GUIDE_SHOWN = ("active", "seen")
@@ -107,6 +118,22 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class AccountUpsert:
+    """Group: an account's traits merge shallowly, new wins (like a user's)."""
+
+    id: str
+    traits: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Alias: the events stored under `previous_id` (an anonymous id) become `user_id`'s."""
+
+    previous_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
 class Due:
     """A claimed email delivery with what rendering it needs."""
 
@@ -148,7 +175,8 @@ class Store:
         """The rule's firings at `now`, in bounded batches (memory does not grow with N)."""
         statement = candidates_query(rule, now, user_ids=user_ids, ordered=ordered)
         with self.engine.connect() as connection:
-            result = connection.execution_options(yield_per=BATCH).execute(statement)
+            # Per statement, not per connection: a replay runs every query on one connection.
+            result = connection.execute(statement.execution_options(yield_per=BATCH))
             for rows in result.partitions():
                 yield [_candidate(row) for row in rows]
 
@@ -587,6 +615,188 @@ class Store:
                 ]
                 for table in metadata.sorted_tables
             }
+
+    # ---- ingestion API (accounts, alias) ----
+
+    def upsert_accounts(self, records: Iterable[AccountUpsert], now: datetime) -> int:
+        """Group calls: insert new accounts, then merge traits into every account of the
+        batch under a row lock (the same scheme as `upsert_users`)."""
+        merged: dict[str, AccountUpsert] = {}
+        for record in records:
+            previous = merged.get(record.id)
+            traits = {**previous.traits, **record.traits} if previous else record.traits
+            merged[record.id] = AccountUpsert(record.id, traits)
+        if not merged:
+            return 0
+        with self.engine.begin() as connection:
+            connection.execute(
+                _insert(connection, accounts).on_conflict_do_nothing(index_elements=["id"]),
+                [
+                    {"id": r.id, "traits": r.traits, "created_at": now, "updated_at": now}
+                    for r in merged.values()
+                ],
+            )
+            stored = {
+                row.id: row.traits or {}
+                for row in connection.execute(
+                    select(accounts.c.id, accounts.c.traits)
+                    .where(accounts.c.id.in_(list(merged)))
+                    .with_for_update()
+                )
+            }
+            connection.execute(
+                update(accounts).where(accounts.c.id == bindparam("account_id")),
+                [
+                    {"account_id": r.id, "traits": {**stored[r.id], **r.traits}, "updated_at": now}
+                    for r in merged.values()
+                ],
+            )
+        return len(merged)
+
+    def alias_events(self, aliases: Sequence[Alias]) -> int:
+        """Re-point the events of each previous id to its user id, all in one transaction
+        and in order (so a chain a -> b -> c ends at c). Returns how many events moved."""
+        moves = [a for a in aliases if a.previous_id != a.user_id]
+        if not moves:
+            return 0
+        moved = 0
+        with self.engine.begin() as connection:
+            for alias in moves:
+                result = connection.execute(
+                    update(events)
+                    .where(events.c.user_id == alias.previous_id)
+                    .values(user_id=alias.user_id)
+                )
+                moved += int(result.rowcount)
+        return moved
+
+    def accounts(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            return [
+                dict(row._mapping)
+                for row in connection.execute(select(accounts).order_by(accounts.c.id))
+            ]
+
+    # ---- reports ----
+
+    def report_rows(self, statement: Select[Any]) -> list[Row[Any]]:
+        """Run one read-only report query (engine/reports builds them, as engine/evaluate
+        builds the rule queries) and return every row: report results are small aggregates."""
+        with self.engine.connect() as connection:
+            return list(connection.execute(statement).all())
+
+    # ---- replay ----
+    # Replays, diffs and simulations run the real tick against `isolated()`: a Store bound to
+    # one connection whose outer transaction is rolled back, so they write nothing for real.
+
+    @contextmanager
+    def isolated(self) -> Iterator[Store]:
+        """A Store whose every statement runs in one transaction, rolled back on exit; its
+        own `begin()` calls become savepoints. Reads see the real data and its own writes."""
+        with self.engine.connect() as connection:
+            outer = connection.begin()
+            if connection.dialect.name == "sqlite":
+                # pysqlite opens a transaction only before DML, so the first SAVEPOINT would
+                # open the real transaction and its RELEASE would commit it: begin explicitly.
+                connection.exec_driver_sql("BEGIN")
+            try:
+                yield _Sandbox(_OneConnection(connection))
+            finally:
+                outer.rollback()
+
+    def forget_ledger(self, since: datetime | None = None) -> None:
+        """Delete the ledger rows (and their guide flags) created at or after `since`, or
+        all of them: only ever called on an isolated store, to replay from a known ledger."""
+        hidden = select(deliveries.c.id)
+        if since is not None:
+            hidden = hidden.where(deliveries.c.created_at >= since)
+        with self.engine.begin() as connection:
+            connection.execute(delete(guide_flags).where(guide_flags.c.delivery_id.in_(hidden)))
+            connection.execute(delete(deliveries).where(deliveries.c.id.in_(hidden)))
+
+    def withhold_suppressions(self, after: datetime) -> list[dict[str, Any]]:
+        """Delete and return the suppressions created after `after` (isolated stores only):
+        a replay puts each back once the simulated clock reaches its `created_at`."""
+        recent = suppressions.c.created_at > after
+        with self.engine.begin() as connection:
+            rows = connection.execute(
+                select(suppressions).where(recent).order_by(suppressions.c.id)
+            ).all()
+            connection.execute(delete(suppressions).where(recent))
+        return [dict(row._mapping) for row in rows]
+
+    def restore_suppressions(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            with self.engine.begin() as connection:
+                connection.execute(suppressions.insert(), list(rows))
+
+    def ledger_since(self, start: datetime) -> list[dict[str, Any]]:
+        """Ledger rows created at or after `start`, with the user's persona and signup
+        source, in the order they were written."""
+        statement = (
+            select(deliveries, users.c.persona, users.c.signup_source)
+            .select_from(deliveries.outerjoin(users, users.c.id == deliveries.c.user_id))
+            .where(deliveries.c.created_at >= start)
+            .order_by(deliveries.c.created_at, deliveries.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(statement)]
+
+    def first_row(self, statement: Select[Any]) -> dict[str, Any] | None:
+        """The first row of a read-only query built elsewhere (explain), or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(statement).first()
+        return None if row is None else dict(row._mapping)
+
+
+class Database(Protocol):
+    """What a Store needs of its `engine`: an Engine has it, and so does `_OneConnection`.
+    Store methods must use only these, and set execution options per statement (never on
+    the connection, which a replay shares), or replays could not run them in isolation."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    @property
+    def url(self) -> URL: ...
+
+    def begin(self) -> AbstractContextManager[Connection]: ...
+
+    def connect(self) -> AbstractContextManager[Connection]: ...
+
+
+_ENGINE_IS_A_DATABASE: type[Database] = Engine  # mypy checks the protocol against Engine
+
+
+class _OneConnection:
+    """One connection posing as an Engine: each `begin()`, and each `connect()`, is a
+    savepoint inside the connection's outer transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.dialect = connection.dialect
+        self.url = connection.engine.url
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.connection.begin_nested():
+            yield self.connection
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        # Reads get a savepoint too: on PostgreSQL a failed statement aborts the transaction
+        # it runs in, and the engine's own failed read only ever loses its own connection.
+        with self.connection.begin_nested():
+            yield self.connection
+
+
+class _Sandbox(Store):
+    """A Store over `_OneConnection`; see `Store.isolated`."""
+
+    engine: Database  # type: ignore[assignment]  # Store's methods need only a Database
+
+    def __init__(self, database: Database) -> None:
+        self.engine = database
 
 
 def _candidate(row: Row[Any]) -> Candidate:

@@ -67,13 +67,13 @@ def test_ingest_keeps_good_lines_and_reports_bad_ones(
     sqlite_project: Project, tmp_path: Path
 ) -> None:
     good = (DATA / "airtouch.jsonl").read_text().splitlines()
-    lines = [good[0], "{not json", json.dumps({"type": "group", "userId": "x"}), good[1], ""]
+    lines = [good[0], "{not json", json.dumps({"type": "merge", "userId": "x"}), good[1], ""]
     source = tmp_path / "events.jsonl"
     source.write_text("\n".join(lines) + "\n")
     result = sqlite_project.run("ingest", str(source), ok=False)
     assert result.exit_code == 1
     assert f"{source}:2: invalid JSON" in result.stderr
-    assert f"{source}:3: type: unsupported 'group'" in result.stderr
+    assert f"{source}:3: type: unsupported 'merge'" in result.stderr
     assert "1 users identified, 1 events stored" in result.stdout
     again = sqlite_project.run("ingest", str(source), ok=False)
     assert "0 events stored, 1 duplicates skipped" in again.stdout

@@ -217,17 +217,20 @@ def test_hashed_id_does_not_depend_on_received_at() -> None:
         ([{"type": "track"}], "a message must be a JSON object"),
         (None, "a message must be a JSON object"),
         (
-            {"type": "group", "userId": "u"},
-            "type: unsupported 'group' (supported: identify, track)",
+            {"type": "merge", "userId": "u"},
+            "type: unsupported 'merge' (supported: identify, track, page, screen, group, alias)",
         ),
-        ({"userId": "u"}, "type: unsupported None (supported: identify, track)"),
+        (
+            {"userId": "u"},
+            "type: unsupported None (supported: identify, track, page, screen, group, alias)",
+        ),
         (
             {"type": "track", "event": "e"},
-            "userId: required (anonymous messages are not supported yet)",
+            "userId or anonymousId: required",
         ),
         (
             {"type": "track", "userId": "  ", "event": "e"},
-            "userId: required (anonymous messages are not supported yet)",
+            "userId or anonymousId: required",
         ),
         ({"type": "track", "userId": True, "event": "e"}, "userId: must be a string, got True"),
         ({"type": "track", "userId": ["u"], "event": "e"}, "userId: must be a string, got ['u']"),
@@ -332,7 +335,7 @@ def test_bad_lines_are_reported_with_line_numbers_and_skipped(
         line(IDENTIFY_U1),
         "",
         "{not json",
-        line({"type": "group", "userId": "u1"}),
+        line({"type": "merge", "userId": "u1"}),
         line(TRACK_U1),
         "   ",
         line({"type": "track", "userId": "u1", "event": ""}),
@@ -350,11 +353,13 @@ def test_bad_lines_are_reported_with_line_numbers_and_skipped(
     ]
     assert report.problems[0].message.startswith("invalid JSON: ")
     assert report.problems[1] == Problem(
-        "type: unsupported 'group' (supported: identify, track)", "events.jsonl", 4
+        "type: unsupported 'merge' (supported: identify, track, page, screen, group, alias)",
+        "events.jsonl",
+        4,
     )
     assert report.problems[2] == Problem("event: required, a non-empty string", "events.jsonl", 7)
     assert report.problems[3] == Problem("a message must be a JSON object", "events.jsonl", 8)
-    assert str(report.problems[1]).startswith("events.jsonl:4: type: unsupported 'group'")
+    assert str(report.problems[1]).startswith("events.jsonl:4: type: unsupported 'merge'")
     [state] = sqlite_store.user_states()
     assert [e.name for e in state.events] == ["connection_created"]
 

@@ -1,0 +1,156 @@
+"""Activation: the product activation rate (PAR) and the time to first value (TTFV) per
+signup week, per persona and per signup source. The activation event and its window are
+`reports.activation_event` / `reports.activation_within` in the config."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import Subquery
+
+from engine.config import ReportsConfig
+from engine.durations import format_duration
+from engine.reports.context import ReportContext
+from engine.reports.model import BarChart, Column, Report, Row, Table
+from engine.reports.periods import Period, week_start
+from engine.reports.sql import NO_VALUE, count_if, in_period, seconds_between, week_index, within
+from engine.reports.stats import percentile, rate
+from engine.schema import events, users
+
+Key = tuple[Any, ...]
+HEADINGS = {"week": "Signup week", "persona": "Persona", "signup_source": "Signup source"}
+
+
+def build(ctx: ReportContext) -> Report:
+    people = signups(ctx.config, ctx.period)
+    weekly: tuple[str, ...] = ("week", ctx.by) if ctx.by else ("week",)
+    tables = (
+        _table(ctx, people, "par_weekly", "Activation per signup week", weekly),
+        _table(ctx, people, "par_persona", "Activation by persona", ("persona",)),
+        _table(ctx, people, "par_signup_source", "Activation by signup source", ("signup_source",)),
+    )
+    return Report("activation", "Activation: PAR and time to first value", ctx.period, tables)
+
+
+def signups(cfg: ReportsConfig, period: Period) -> Subquery:
+    """Users who signed up in the period, with when they first did the activation event (at
+    or after signup) and whether that was within the activation window (1) or not (0)."""
+    first = (
+        select(events.c.user_id, func.min(events.c.occurred_at).label("activated_at"))
+        .select_from(events.join(users, users.c.id == events.c.user_id))
+        .where(
+            events.c.name == cfg.activation_event,
+            events.c.occurred_at >= users.c.signed_up_at,
+            events.c.occurred_at <= period.as_of,
+            in_period(users.c.signed_up_at, period),
+        )
+        .group_by(events.c.user_id)
+        .subquery("first_activation")
+    )
+    activated = within(users.c.signed_up_at, first.c.activated_at, cfg.activation_within)
+    return (
+        select(
+            users.c.persona,
+            users.c.signup_source,
+            users.c.signed_up_at,
+            week_index(users.c.signed_up_at).label("week"),
+            first.c.activated_at,
+            case((activated, 1), else_=0).label("activated"),
+        )
+        .select_from(users.outerjoin(first, first.c.user_id == users.c.id))
+        .where(in_period(users.c.signed_up_at, period))
+        .subquery("signups")
+    )
+
+
+def counts_query(people: Subquery, keys: Sequence[str]) -> Select[Any]:
+    columns: list[ColumnElement[Any]] = [people.c[k] for k in keys]
+    return (
+        select(
+            *columns,
+            func.count().label("signed_up"),
+            count_if(people.c.activated == 1).label("activated"),
+            func.max(people.c.signed_up_at).label("last_signup"),
+        )
+        .group_by(*columns)
+        .order_by(*columns)
+    )
+
+
+def durations_query(people: Subquery, keys: Sequence[str]) -> Select[Any]:
+    columns: list[ColumnElement[Any]] = [people.c[k] for k in keys]
+    return select(
+        *columns, seconds_between(people.c.signed_up_at, people.c.activated_at).label("seconds")
+    ).where(people.c.activated == 1)
+
+
+def _table(
+    ctx: ReportContext, people: Subquery, table_id: str, title: str, keys: Sequence[str]
+) -> Table:
+    # Percentiles need the values: SQL lists each group's TTFVs, Python takes percentiles
+    # (a dialect-neutral percentile in SQL is impractical: SQLite has none).
+    ttfv: dict[Key, list[float]] = defaultdict(list)
+    for row in ctx.store.report_rows(durations_query(people, keys)):
+        ttfv[tuple(row[:-1])].append(float(row.seconds))
+    rows = [
+        _row(row._mapping, keys, ttfv[tuple(row[: len(keys)])], ctx)
+        for row in ctx.store.report_rows(counts_query(people, keys))
+    ]
+    return Table(
+        id=table_id,
+        title=title,
+        columns=(
+            *(Column(k, HEADINGS[k]) for k in keys),
+            Column("signed_up", "Signed up", "count"),
+            Column("activated", "Activated", "count"),
+            Column("par", "PAR", "rate"),
+            Column("ttfv_median", "TTFV median", "duration"),
+            Column("ttfv_p75", "TTFV p75", "duration"),
+            Column("ttfv_p90", "TTFV p90", "duration"),
+            Column("window", "Window"),
+        ),
+        rows=tuple(rows),
+        definitions=_definitions(ctx.config),
+        chart=BarChart(f"{title}: PAR", tuple(keys), (("par", "PAR"),)),
+    )
+
+
+def _row(counts: Any, keys: Sequence[str], ttfv: list[float], ctx: ReportContext) -> Row:
+    labels = {k: _label(k, counts[k]) for k in keys}
+    last: datetime = counts["last_signup"]
+    still_open = last + ctx.config.activation_within > ctx.period.as_of
+    return {
+        **labels,
+        "signed_up": counts["signed_up"],
+        "activated": counts["activated"],
+        "par": rate(counts["activated"], counts["signed_up"]),
+        "ttfv_median": percentile(ttfv, 50),
+        "ttfv_p75": percentile(ttfv, 75),
+        "ttfv_p90": percentile(ttfv, 90),
+        "window": "open" if still_open else "complete",
+    }
+
+
+def _label(key: str, value: Any) -> str:
+    if key == "week":
+        return week_start(int(value)).isoformat()
+    return NO_VALUE if value is None else str(value)
+
+
+def _definitions(cfg: ReportsConfig) -> tuple[str, ...]:
+    window = format_duration(cfg.activation_within)
+    return (
+        f"Activated: the user's first `{cfg.activation_event}` (the activation event) came "
+        f"within {window} of their signup.",
+        "PAR (product activation rate) = activated / signed up in the period.",
+        "TTFV (time to first value): signup to the first activation event, among activated "
+        "users; median, 75th and 90th percentiles (linear interpolation).",
+        f"Window “open”: some users of the row signed up less than {window} ago, so its PAR "
+        "may still rise.",
+        "Signup weeks start on Monday (UTC).",
+    )

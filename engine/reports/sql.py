@@ -1,0 +1,185 @@
+"""SQL building blocks shared by the reports, the same on SQLite and PostgreSQL.
+
+Time arithmetic differs between the two (SQLite stores text, PostgreSQL timestamps), so every
+report does it on whole seconds since 1970 (`Epoch`): differences, windows ("within 24h") and
+week buckets are then plain integer arithmetic that both databases agree on, at one-second
+resolution. Month buckets need the calendar, hence `MonthNumber`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, and_, case, func, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import Subquery
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeEngine
+
+from engine.conditions import sql_condition
+from engine.reports.periods import SECONDS_PER_DAY, Period
+from engine.rules import Ops
+from engine.schema import events, users
+from engine.sqljson import JsonBool, JsonNumber, JsonPresent, JsonText
+
+GROUPS = {"persona": users.c.persona, "signup_source": users.c.signup_source}
+NO_VALUE = "(none)"  # how a user without a persona (or source) is labelled
+
+
+class _TimeFunction(ColumnElement[int]):
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
+
+    @property
+    def type(self) -> TypeEngine[Any]:  # type: ignore[override]
+        return BigInteger()
+
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
+
+
+class Epoch(_TimeFunction):
+    """Whole seconds since 1970-01-01 UTC (fractions dropped, on both databases)."""
+
+    inherit_cache = True
+
+
+class MonthNumber(_TimeFunction):
+    """`year * 12 + month - 1`: consecutive integers for consecutive calendar months."""
+
+    inherit_cache = True
+
+
+@compiles(Epoch, "sqlite")
+def _epoch_sqlite(element: Epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(strftime('%s', {compiler.process(element.column, **kw)}) AS INTEGER)"
+
+
+@compiles(Epoch, "postgresql")
+def _epoch_pg(element: Epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    # Timestamps are stored without a zone, in UTC: EXTRACT(EPOCH) reads them as UTC.
+    column = compiler.process(element.column, **kw)
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column})) AS BIGINT)"
+
+
+@compiles(MonthNumber, "sqlite")
+def _month_sqlite(element: MonthNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return (
+        f"(CAST(strftime('%Y', {column}) AS INTEGER) * 12 "
+        f"+ CAST(strftime('%m', {column}) AS INTEGER) - 1)"
+    )
+
+
+@compiles(MonthNumber, "postgresql")
+def _month_pg(element: MonthNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return (
+        f"(CAST(EXTRACT(YEAR FROM {column}) AS INTEGER) * 12 "
+        f"+ CAST(EXTRACT(MONTH FROM {column}) AS INTEGER) - 1)"
+    )
+
+
+def seconds_between(start: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[int]:
+    return Epoch(end) - Epoch(start)
+
+
+def within(
+    start: ColumnElement[Any], moment: ColumnElement[Any], span: timedelta
+) -> ColumnElement[bool]:
+    """`start <= moment <= start + span`, both ends inclusive."""
+    return and_(moment >= start, Epoch(moment) <= Epoch(start) + int(span.total_seconds()))
+
+
+def week_index(column: ColumnElement[Any]) -> ColumnElement[int]:
+    """Monday-based weeks since 1969-12-29 (`periods.week_start` turns it into a date):
+    1970-01-01 was a Thursday, so day d falls in week (d + 3) // 7."""
+    day: ColumnElement[int] = Epoch(column) // SECONDS_PER_DAY
+    return (day + 3) // 7
+
+
+def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """COUNT of the rows where `condition` holds (COUNT skips the NULLs of the other rows)."""
+    return func.count(case((condition, 1)))
+
+
+def in_period(column: ColumnElement[Any], period: Period) -> ColumnElement[bool]:
+    lower = true() if period.start is None else column >= period.start
+    return and_(lower, column < period.end)
+
+
+def group_columns(by: str | None) -> list[ColumnElement[Any]]:
+    """The users column a report is broken down by, labelled `group`; none for no breakdown
+    (a constant in GROUP BY is an error on PostgreSQL, so "no breakdown" groups by nothing)."""
+    if by is None:
+        return []
+    return [GROUPS[by].label("group")]
+
+
+def group_label(row: Any, by: str | None) -> str:
+    if by is None:
+        return "all"
+    value = row._mapping["group"]
+    return NO_VALUE if value is None else str(value)
+
+
+def properties_match(
+    document: ColumnElement[Any], conditions: dict[str, Ops]
+) -> ColumnElement[bool]:
+    """Event properties against a rule's `where` (goal filters), with the evaluator's
+    type-strict semantics (`engine.conditions`)."""
+    clauses = []
+    for key, ops in conditions.items():
+        readers = {
+            "text": JsonText(document, key),
+            "number": JsonNumber(document, key),
+            "bool": JsonBool(document, key),
+        }
+        clauses.append(sql_condition(ops, readers.get, JsonPresent(document, key)))
+    return and_(true(), *clauses)
+
+
+def unique(names: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Per user, the first time and the number of times of each named event (one grouped
+    pass over the events instead of one subquery per question)."""
+
+    subquery: Subquery
+    names: tuple[str, ...]
+
+    def first(self, name: str) -> ColumnElement[Any]:
+        return self.subquery.c[f"first_{self.names.index(name)}"]
+
+    def count(self, name: str) -> ColumnElement[Any]:
+        return self.subquery.c[f"count_{self.names.index(name)}"]
+
+    def did(self, name: str) -> ColumnElement[bool]:
+        return self.first(name).is_not(None)
+
+    def never(self, name: str) -> ColumnElement[bool]:
+        return self.first(name).is_(None)
+
+
+def event_facts(names: Sequence[str], as_of: datetime) -> Facts:
+    distinct = tuple(unique(names))
+    columns: list[ColumnElement[Any]] = []
+    for index, name in enumerate(distinct):
+        is_name = events.c.name == name
+        columns.append(func.min(case((is_name, events.c.occurred_at))).label(f"first_{index}"))
+        columns.append(count_if(is_name).label(f"count_{index}"))
+    subquery = (
+        select(events.c.user_id, *columns)
+        .where(events.c.name.in_(distinct), events.c.occurred_at <= as_of)
+        .group_by(events.c.user_id)
+        .subquery("facts")
+    )
+    return Facts(subquery, distinct)
