@@ -83,9 +83,9 @@ def cards(table: Table) -> RenderableType:
         card.add_column()
         for view in shown[1:]:
             card.add_row(view.heading, view.render(row))
-        parts.extend(
-            [Text(shown[0].render(row).strip(), style="bold"), Padding(card, (0, 0, 0, 2))]
-        )
+        name = shown[0].render(row)
+        indent = 2 + len(name) - len(name.lstrip())  # a sub-row (a --by group) stays under its rule
+        parts.extend([Text(name, style="bold"), Padding(card, (0, 0, 1, indent))])
     if not table.rows:
         parts.append(Text("no data in this period", style="dim"))
     return Group(*parts)
