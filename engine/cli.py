@@ -380,6 +380,12 @@ def _tour(app: App, now: datetime) -> None:
     out.print(f"{len(files)} .eml files in {app.config.outbox_dir}, for example:")
     for file in files[:5]:
         out.print(f"  {file}", highlight=False, soft_wrap=True)
+    waiting = app.store.status_counts().get("pending", 0)
+    if waiting:
+        out.print(
+            f"{waiting} more emails wait for quiet hours to end in their users' timezones "
+            "(mail.quiet_hours); the daemon sends them then."
+        )
     out.print(
         "\nNext: [bold]lifecycle dry-run --at <later ISO time>[/] to see what comes next, "
         "[bold]lifecycle deliveries[/] for the ledger."
