@@ -1,0 +1,98 @@
+"""What every command shares: the `cli` group, the config/store state, friendly errors, ISO
+8601 times. The clock is read by the commands, once each, and passed down."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from engine.app import App, open_app, open_store
+from engine.clock import parse_instant
+from engine.config import Config, config_path, config_required, load_config
+from engine.errors import LifecycleError, ProblemsError
+from engine.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclass
+class State:
+    config_path: str | None
+    stores: list[Store] = field(default_factory=list)
+
+    def config(self) -> Config:
+        path = config_path(self.config_path, os.environ)
+        return load_config(path, required=config_required(self.config_path, os.environ))
+
+    def app(self) -> App:
+        app = open_app(self.config())
+        self.stores.append(app.store)
+        return app
+
+    def store(self, config: Config) -> Store:
+        store = open_store(config)
+        self.stores.append(store)
+        return store
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.engine.dispose()
+
+
+def friendly_errors(command: F) -> F:
+    """Known errors become clear messages and exit 1, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ProblemsError as exc:
+            for problem in exc.problems:
+                err.print(f"[red]error[/]: {problem}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        except LifecycleError as exc:
+            err.print(f"[red]error[/]: {exc}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Instant(click.ParamType):  # type: ignore[type-arg]
+    name = "ISO8601"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_instant(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_file",
+    metavar="PATH",
+    help="Config file (default ./config.yaml, or $LIFECYCLE_CONFIG).",
+)
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.version_option(package_name="lifecycle")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None, verbose: int) -> None:
+    """lifecycle: rules-as-code lifecycle emails and in-app guides."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = State(config_file)
+    ctx.call_on_close(ctx.obj.close)

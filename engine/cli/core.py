@@ -1,0 +1,243 @@
+"""The everyday commands: check, dry-run, tick, ingest, deliveries, run, api."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from engine.api import create_app
+from engine.app import App
+from engine.checks import check as run_check
+from engine.cli.base import Instant, State, cli, err, friendly_errors, out
+from engine.clock import SystemClock, isoformat
+from engine.errors import LifecycleError
+from engine.ingest import ingest_csv, ingest_lines
+from engine.present import preview_json, preview_summary, preview_table, tick_table
+from engine.segment import TraitMapping
+from engine.serve import serve_api
+
+
+@cli.command()
+@click.pass_obj
+@friendly_errors
+def check(state: State) -> None:
+    """Validate the config, every rule and every template (rendered against sample users)."""
+    result = run_check(state.config())
+    for problem in result.problems:
+        out.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    if result.problems:
+        err.print(f"[red]{len(result.problems)} problem(s)[/]")
+        sys.exit(1)
+    out.print(f"[green]ok[/]: config, {result.rules} rules, {result.templates} templates")
+
+
+@cli.command("dry-run")
+@click.option("--at", "at", type=Instant(), help="Evaluate as of this time (default now).")
+@click.option("--rule", "rule_ids", multiple=True, help="Only this rule (repeatable).")
+@click.option("--user", "user_ids", multiple=True, help="Only this user (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--show-body", is_flag=True, help="Include the rendered text and HTML.")
+@click.option("--limit", type=int, help="Table rows to show (JSON is always complete).")
+@click.pass_obj
+@friendly_errors
+def dry_run(
+    state: State,
+    at: datetime | None,
+    rule_ids: tuple[str, ...],
+    user_ids: tuple[str, ...],
+    fmt: str,
+    show_body: bool,
+    limit: int | None,
+) -> None:
+    """Who would get what, and when: a tick at --at that writes nothing."""
+    app = state.app()
+    _check_rule_ids(app, rule_ids)
+    now = at or SystemClock().now()
+    previews = app.runner.dry_run(now, rule_ids=rule_ids or None, user_ids=user_ids or None)
+    if fmt == "json":
+        rows = [preview_json(p, show_body=show_body) for p in previews]
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not previews:
+        out.print(f"Nothing would fire at {isoformat(now)}.")
+        return
+    out.print(preview_table(previews, limit=limit))
+    out.print(preview_summary(previews))
+    if show_body:
+        for preview in previews[:limit]:
+            if preview.rendered:
+                out.rule(f"{preview.planned.rule_id} → {preview.planned.email_to}")
+                out.print(f"Subject: {preview.rendered.subject}\n", markup=False)
+                out.print(preview.rendered.text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _check_rule_ids(app: App, rule_ids: tuple[str, ...]) -> None:
+    known = {r.id for r in app.rules.rules}
+    unknown = [r for r in rule_ids if r not in known]
+    if unknown:
+        raise LifecycleError(
+            f"unknown rule {', '.join(map(repr, unknown))} (known: {', '.join(sorted(known))})"
+        )
+
+
+@cli.command()
+@click.option("--at", "at", type=Instant(), help="Run the tick as of this time (default now).")
+@click.pass_obj
+@friendly_errors
+def tick(state: State, at: datetime | None) -> None:
+    """One real evaluation and dispatch pass, then exit (for cron and tests)."""
+    app = state.app()
+    report = app.runner.tick(at or SystemClock().now())
+    if report.written:
+        out.print(tick_table(report))
+    else:
+        out.print(f"Tick at {isoformat(report.now)}: no rule fired for anyone new.")
+    sent = ", ".join(f"{k}: {v}" for k, v in sorted(report.dispatched.items())) or "none"
+    out.print(
+        f"Emails dispatched: {sent} (transport: {app.config.mail.transport}"
+        + (f", outbox {app.config.outbox_dir}" if app.config.mail.transport == "file" else "")
+        + ")"
+    )
+
+
+@cli.command()
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "csv"]),
+    default="auto",
+    show_default=True,
+    help="auto: CSV when FILE ends in .csv, else JSON lines.",
+)
+@click.pass_obj
+@friendly_errors
+def ingest(state: State, file: str, fmt: str) -> None:
+    """Load Segment-spec messages (identify, track, page, screen, group, alias) from FILE
+    ('-' for stdin): JSON lines, or CSV with a header row."""
+    config = state.config()
+    store = state.store(config)
+    now = SystemClock().now()
+    mapping = TraitMapping.from_config(config.ingest)
+    load = (
+        ingest_csv
+        if fmt == "csv" or (fmt == "auto" and file.lower().endswith(".csv"))
+        else ingest_lines
+    )
+    if file == "-":
+        report = load(sys.stdin, store, now, source="<stdin>", mapping=mapping)
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise LifecycleError(f"{file}: no such file")
+        # newline="": the csv module reads quoted line breaks itself (JSON lines do not mind).
+        with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+            report = load(handle, store, now, source=file, mapping=mapping)
+    for problem in report.problems:
+        err.print(f"[red]rejected[/] {problem}", highlight=False, soft_wrap=True)
+    extra = "".join(
+        f", {count} {what}"
+        for count, what in (
+            (report.accounts, "accounts updated"),
+            (report.aliased, "events aliased"),
+        )
+        if count
+    )
+    out.print(
+        f"{report.lines} lines: {report.users} users identified, {report.events} events "
+        f"stored, {report.duplicates} duplicates skipped{extra}, {report.rejected} rejected",
+        soft_wrap=True,
+    )
+    if report.problems:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--status")
+@click.option("--rule", "rule_id")
+@click.option("--user", "user_id")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_obj
+@friendly_errors
+def deliveries(
+    state: State, status: str | None, rule_id: str | None, user_id: str | None, limit: int, fmt: str
+) -> None:
+    """List the delivery ledger."""
+    store = state.store(state.config())
+    rows = store.deliveries(status=status, rule_id=rule_id, user_id=user_id, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=_json_default))
+        return
+    table = Table(title="Delivery ledger", header_style="bold")
+    for name in LEDGER_COLUMNS:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row[name]) for name in LEDGER_COLUMNS))
+    out.print(table)
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(store.status_counts().items()))
+    out.print(f"All rows by status: {counts or 'none'}")
+
+
+LEDGER_COLUMNS = (
+    "id",
+    "rule_id",
+    "user_id",
+    "status",
+    "reason",
+    "email_to",
+    "guide_id",
+    "fire_at",
+    "sent_at",
+)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, datetime):
+        return isoformat(value) or ""
+    return "" if value is None else str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return isoformat(value)
+    return str(value)
+
+
+@cli.command()
+@click.option("--no-api", is_flag=True, help="Do not serve the HTTP API in this process.")
+@click.pass_obj
+@friendly_errors
+def run(state: State, no_api: bool) -> None:
+    """The daemon: tick every scheduler.tick, and serve the HTTP API, until SIGTERM/Ctrl-C."""
+    from engine.daemon import run as run_daemon
+
+    logging.getLogger("lifecycle").setLevel(logging.INFO)
+    app, clock = state.app(), SystemClock()
+    serve = None
+    if not no_api:
+        api = app.config.api
+        http = create_app(store=app.store, config=app.config, clock=clock)
+        serve = functools.partial(serve_api, http, api.host, api.port)
+    run_daemon(app, clock, serve=serve)
+
+
+@cli.command()
+@click.option("--host", help="Interface to listen on (default: api.host).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: api.port).")
+@click.pass_obj
+@friendly_errors
+def api(state: State, host: str | None, port: int | None) -> None:
+    """Serve the HTTP API alone (event ingestion, unsubscribe links, in-app guides, health)."""
+    config = state.config()
+    store = state.store(config)
+    http = create_app(store=store, config=config, clock=SystemClock())
+    serve_api(http, host or config.api.host, config.api.port if port is None else port)

@@ -1,0 +1,183 @@
+"""`lifecycle replay`, `diff` and `explain`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.app import App
+from engine.cli.base import F, Instant, State, cli, err, friendly_errors, out
+from engine.clock import SystemClock, isoformat
+from engine.durations import parse_duration
+from engine.errors import DurationError
+from engine.explain import explain as run_explain
+from engine.present_replay import (
+    diff_json,
+    diff_table,
+    diff_totals_table,
+    explain_json,
+    explain_table,
+    explain_verdict,
+    summary_table,
+    timeline_json,
+    timeline_table,
+)
+from engine.replay import Period, Timeline, by_persona, by_rule, diff, diff_totals, summarize
+from engine.replay import replay as run_replay
+from engine.rules import RuleSet, load_rules
+
+# ---- replay, diff and explain -------------------------------------------------------------
+
+
+class Step(click.ParamType):  # type: ignore[type-arg]
+    name = "DURATION"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(str(value))
+        except DurationError as exc:
+            self.fail(str(exc).replace("bad duration", "bad step"), param, ctx)
+
+
+def _period_options(command: F) -> F:
+    options = [
+        click.option("--from", "start", type=Instant(), required=True, help="First tick."),
+        click.option("--to", "end", type=Instant(), required=True, help="Last tick (included)."),
+        click.option(
+            "--step", type=Step(), default="15m", show_default=True, help="Time between ticks."
+        ),
+        click.option(
+            "--with-history",
+            is_flag=True,
+            help="Start from the real ledger as of --from instead of an empty one.",
+        ),
+        click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table"),
+        click.option("--limit", type=int, help="Table rows to show (JSON is always complete)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _rules_from(app: App, directory: Path | None) -> RuleSet:
+    """The rule set in `directory` (validated like the config's), or the config's."""
+    if directory is None:
+        return app.rules
+    return load_rules(
+        directory, default_expires=app.config.defaults.expires, templates=app.renderer.names()
+    )
+
+
+def _replayed(app: App, rules: RuleSet, period: Period, with_history: bool) -> Timeline:
+    with err.status(f"Replaying {period.start:%Y-%m-%d %H:%M} → {period.end:%Y-%m-%d %H:%M}…"):
+        timeline = run_replay(app.runner.using(rules=rules), period, with_history=with_history)
+    for rule_id, ticks in sorted(timeline.errors.items()):
+        err.print(f"[red]warning[/]: rule {rule_id} failed to evaluate in {ticks} tick(s)")
+    return timeline
+
+
+@cli.command("replay")
+@_period_options
+@click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path),
+    help="Replay the rules in this directory instead of the config's.",
+)
+@click.pass_obj
+@friendly_errors
+def replay_command(
+    state: State,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    with_history: bool,
+    fmt: str,
+    limit: int | None,
+    rules_dir: Path | None,
+) -> None:
+    """What the daemon would have sent over a past period; writes nothing."""
+    period = Period(start, end, step)
+    app = state.app()
+    timeline = _replayed(app, _rules_from(app, rules_dir), period, with_history)
+    if fmt == "json":
+        click.echo(json.dumps(timeline_json(timeline, with_history=with_history), indent=2))
+        return
+    if not timeline.entries:
+        out.print(f"Nothing would have fired between {isoformat(start)} and {isoformat(end)}.")
+        return
+    out.print(timeline_table(timeline.entries, limit=limit))
+    out.print(summary_table("Per rule", summarize(timeline.entries, by_rule)))
+    out.print(summary_table("Per persona", summarize(timeline.entries, by_persona)))
+
+
+@cli.command("diff")
+@_period_options
+@click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path),
+    help="The proposed rules (default: the config's).",
+)
+@click.option(
+    "--against",
+    "against_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The baseline rules to compare with.",
+)
+@click.pass_obj
+@friendly_errors
+def diff_command(
+    state: State,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    with_history: bool,
+    fmt: str,
+    limit: int | None,
+    rules_dir: Path | None,
+    against_dir: Path,
+) -> None:
+    """Replay two rule sets and list the messages gained, lost and moved; writes nothing."""
+    period = Period(start, end, step)
+    app = state.app()
+    proposed, baseline = _rules_from(app, rules_dir), _rules_from(app, against_dir)
+    before = _replayed(app, baseline, period, with_history)
+    after = _replayed(app, proposed, period, with_history)
+    changes = diff(before.entries, after.entries)
+    totals = diff_totals(changes)
+    if fmt == "json":
+        click.echo(json.dumps(diff_json(changes, totals, after), indent=2))
+        return
+    if not changes:
+        out.print("No message changes between the two rule sets over this period.")
+        return
+    out.print(diff_table(changes, limit=limit))
+    out.print(diff_totals_table(totals))
+
+
+@cli.command("explain")
+@click.option("--user", "user_id", required=True, help="The user id.")
+@click.option("--rule", "rule_id", required=True, help="The rule id.")
+@click.option("--at", "at", type=Instant(), help="Evaluate as of this time (default now).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_obj
+@friendly_errors
+def explain_command(
+    state: State, user_id: str, rule_id: str, at: datetime | None, fmt: str
+) -> None:
+    """Whether a rule fires for a user at a time and, if not, which condition fails."""
+    app = state.app()
+    explanation = run_explain(app.runner, rule_id, user_id, at or SystemClock().now())
+    if fmt == "json":
+        click.echo(json.dumps(explain_json(explanation), indent=2, ensure_ascii=False))
+        return
+    out.print(explain_table(explanation))
+    out.print(explain_verdict(explanation), highlight=False, soft_wrap=True)
