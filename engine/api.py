@@ -28,6 +28,7 @@ from engine import __version__
 from engine.clock import Clock, isoformat
 from engine.config import BrandConfig, Config
 from engine.ingest_api import ingest_routes
+from engine.metrics import CONTENT_TYPE_LATEST, Metrics
 from engine.store import Store
 from engine.tokens import BadToken, BadTokenReason, read_unsubscribe_token
 
@@ -84,7 +85,12 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 # ---- the app ---------------------------------------------------------------------------
 
 
-def create_app(*, store: Store, config: Config, clock: Clock) -> FastAPI:
+def create_app(
+    *, store: Store, config: Config, clock: Clock, metrics: Metrics | None = None
+) -> FastAPI:
+    """`metrics`: the daemon passes its runner's, so that one scrape shows ticks and sends;
+    without one the API exports its own (ingestion only)."""
+    metrics = metrics or Metrics()
     if config.api.secret_key == DEFAULT_SECRET:
         logger.warning("api.secret_key is the default: unsubscribe links can be forged")
     app = FastAPI(
@@ -99,10 +105,25 @@ def create_app(*, store: Store, config: Config, clock: Clock) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(_health_routes(store))
+    app.include_router(_metrics_routes(metrics))
     app.include_router(_unsubscribe_routes(store, config, clock))
     app.include_router(_guide_routes(store, config, clock))
-    app.include_router(ingest_routes(store, config, clock))
+    app.include_router(ingest_routes(store, config, clock, metrics))
     return app
+
+
+# ---- metrics ---------------------------------------------------------------------------
+
+
+def _metrics_routes(metrics: Metrics) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/metrics", response_class=Response)
+    def scrape() -> Response:
+        """Prometheus metrics in the text exposition format."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
 
 
 # ---- health ----------------------------------------------------------------------------

@@ -3,9 +3,10 @@ The CLI and the daemon build the engine here, so both run exactly the same thing
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.config import Config
+from engine.metrics import Metrics
 from engine.render import Renderer
 from engine.rules import RuleSet, load_rules
 from engine.runner import Runner
@@ -21,6 +22,7 @@ class App:
     renderer: Renderer
     rules: RuleSet
     runner: Runner
+    metrics: Metrics = field(default_factory=Metrics)  # shared by the runner and the API
 
 
 def make_transport(config: Config) -> MailTransport:
@@ -51,11 +53,13 @@ def open_app(config: Config, *, transport: MailTransport | None = None) -> App:
     renderer = Renderer(config.templates_dir)
     rules = load_rule_set(config, renderer)  # before touching the database: fail fast
     store = open_store(config)
+    metrics = Metrics()
     runner = Runner(
         store=store,
         rules=rules,
         renderer=renderer,
         transport=transport or make_transport(config),
         config=config,
+        metrics=metrics,
     )
-    return App(config, store, renderer, rules, runner)
+    return App(config, store, renderer, rules, runner, metrics)

@@ -9,7 +9,7 @@ from typing import Any
 from engine.config import Config
 from engine.errors import Problem, RuleError, TemplateError
 from engine.render import Renderer, email_context
-from engine.rules import load_rules
+from engine.rules import RuleSet, load_rules
 
 SAMPLE_AT = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 SAMPLE_USERS: tuple[dict[str, Any], ...] = (
@@ -46,8 +46,17 @@ class CheckResult:
 
 
 def check(config: Config) -> CheckResult:
+    return validate(config)[0]
+
+
+def validate(
+    config: Config, renderer: Renderer | None = None
+) -> tuple[CheckResult, RuleSet | None, Renderer]:
+    """The check, plus what it loaded: hot reload swaps in exactly what was checked, so a
+    file edited between checking and loading can never slip through unchecked."""
     result = CheckResult()
-    renderer = Renderer(config.templates_dir)
+    renderer = renderer or Renderer(config.templates_dir)
+    rules: RuleSet | None = None
     names = renderer.names()
     result.templates = len(names)
     if not config.templates_dir.is_dir():
@@ -61,7 +70,7 @@ def check(config: Config) -> CheckResult:
         result.rules = len(rules.rules)
     except RuleError as exc:
         result.problems.extend(exc.problems)
-    return result
+    return result, rules, renderer
 
 
 def _render_samples(renderer: Renderer, name: str, config: Config) -> list[Problem]:

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from engine.clock import Clock
 from engine.config import Config
 from engine.ingest import Rejected, parse_messages
+from engine.metrics import Metrics
 from engine.ratelimit import RateLimiter
 from engine.segment import (
     MAX_MESSAGE_BYTES,
@@ -81,9 +82,11 @@ class Refused(Exception):
         self.headers = headers
 
 
-def ingest_routes(store: Store, config: Config, clock: Clock) -> APIRouter:
+def ingest_routes(
+    store: Store, config: Config, clock: Clock, metrics: Metrics | None = None
+) -> APIRouter:
     router = APIRouter(tags=["ingestion"])
-    handler = Ingestion(store, config, clock)
+    handler = Ingestion(store, config, clock, metrics)
     responses: dict[int | str, dict[str, Any]] = {
         code: {"model": IngestError} for code in (400, 401, 413, 415, 429, 503)
     }
@@ -115,8 +118,11 @@ def _single(handler: Ingestion, call: str) -> Callable[[Request], Awaitable[Resp
 
 
 class Ingestion:
-    def __init__(self, store: Store, config: Config, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, config: Config, clock: Clock, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
+        self.metrics = metrics
         self.clock = clock
         self.keys = WriteKeys(config.api.write_keys)
         self.mapping = TraitMapping.from_config(config.ingest)
@@ -169,6 +175,9 @@ class Ingestion:
             headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
             return refusal(503, message, headers=headers)
         logger.debug("ingestion: stored %s", stored)
+        if self.metrics is not None:
+            self.metrics.ingested.labels("users").inc(stored.users)
+            self.metrics.ingested.labels("events").inc(stored.events)
         if rejected:
             logger.warning(
                 "ingestion: %d of %d messages rejected; the first: [%d] %s",

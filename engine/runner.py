@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from engine.caps import WINDOW, FrequencyCap
 from engine.config import Config
 from engine.decide import Candidate, Planned, anchor_name, decide
 from engine.errors import TemplateError
+from engine.metrics import Metrics
 from engine.model import SkipReason, Status
 from engine.render import RenderedEmail, Renderer, email_context
 from engine.rules import Rule, RuleSet
@@ -77,6 +79,7 @@ class Runner:
         transport: MailTransport,
         config: Config,
         random: Callable[[], float] = random.random,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -85,6 +88,7 @@ class Runner:
         self.config = config
         self.random = random  # jitter for retries; tests pass a fixed one
         self.domain = config.mail.domain  # parsing the From address per row cost 30% of a tick
+        self.metrics = metrics  # None: nothing to export (the CLI's one-shot commands)
 
     def using(
         self,
@@ -194,6 +198,7 @@ class Runner:
     # ---- the tick ----------------------------------------------------------------------
 
     def tick(self, now: datetime, *, dispatch: bool = True) -> TickReport:
+        started = time.perf_counter()
         report = TickReport(now)
         cap = self._cap(now)
         for rule in self._selected(None):
@@ -207,12 +212,21 @@ class Runner:
                 report.written[f"{rule.id}/error"] += 1
         if dispatch:
             report.dispatched.update(self.dispatch(now))
+        if self.metrics is not None:
+            self.metrics.ticks.inc()
+            self.metrics.tick_duration.observe(time.perf_counter() - started)
         return report
 
     def _evaluate(self, rule: Rule, now: datetime, cap: FrequencyCap, report: TickReport) -> None:
+        if self.metrics is not None:
+            self.metrics.rule_evaluations.labels(rule.id).inc()
         for planned in self._plan_rule(rule, now, cap):
             for written in self.store.record(planned, now):
                 report.written[f"{rule.id}/{written.status.value}"] += 1
+                if self.metrics is not None:
+                    self.metrics.rule_matches.labels(rule.id).inc()
+                    if written.sets_guide:  # the flag is written with the row: set now
+                        self.metrics.deliveries.labels("sent", "guide").inc()
 
     def dispatch(self, now: datetime, *, batch_size: int = 100) -> Counter[str]:
         """Send every due email. A render failure fails that one delivery, visibly."""
@@ -232,6 +246,8 @@ class Runner:
             for item in due:
                 status = self._send(item, now)
                 outcome[status.value] += 1
+                if self.metrics is not None:
+                    self.metrics.deliveries.labels(status.value, "email").inc()
         return outcome
 
     def _send(self, item: Due, now: datetime) -> Status:
@@ -255,7 +271,12 @@ class Runner:
             return self._fail(item, now, f"render error: {exc}")
         message = build_message(self._envelope(item, rendered, now))
         try:
-            receipt = self.transport.send(message)
+            sent = time.perf_counter()
+            try:
+                receipt = self.transport.send(message)
+            finally:  # failed sends take time too (timeouts most of all)
+                if self.metrics is not None:
+                    self.metrics.send_duration.observe(time.perf_counter() - sent)
         except PermanentSendError as exc:
             if exc.bounce:
                 self.store.suppress(now, email=item.email_to, reason=SkipReason.BOUNCED.value)

@@ -48,7 +48,10 @@ class _Server(uvicorn.Server):
 
 def serve_api(app: FastAPI, host: str, port: int) -> None:
     """Serve until SIGINT/SIGTERM (a second one stops at once), then return normally."""
-    _Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
+    # log_config=None: uvicorn's loggers propagate to the handler `lifecycle` configured
+    # (engine.logs), so its lines come out in the same format as everything else.
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", log_config=None)
+    _Server(config).run()
 
 
 @contextmanager

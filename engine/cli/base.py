@@ -19,10 +19,13 @@ from engine.app import App, open_app, open_store
 from engine.clock import parse_instant
 from engine.config import Config, config_path, config_required, load_config
 from engine.errors import LifecycleError, ProblemsError
+from engine.logs import TEXT_FORMAT
+from engine.logs import configure as configure_logs
 from engine.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console()
+SERVICES = ("run", "api")  # long-running: their logs are collected, as JSON lines by default
 err = Console(stderr=True)
 
 
@@ -88,11 +91,19 @@ class Instant(click.ParamType):  # type: ignore[type-arg]
     help="Config file (default ./config.yaml, or $LIFECYCLE_CONFIG).",
 )
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    help="Logs of `run` and `api`: JSON lines on stdout (default), or text for people.",
+)
 @click.version_option(package_name="lifecycle")
 @click.pass_context
-def cli(ctx: click.Context, config_file: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_file: str | None, verbose: int, log_format: str | None) -> None:
     """lifecycle: rules-as-code lifecycle emails and in-app guides."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if ctx.invoked_subcommand in SERVICES:
+        configure_logs(log_format or "json", level)
+    else:  # the other commands print their results on stdout: logs go to stderr, as text
+        logging.basicConfig(level=level, format=TEXT_FORMAT)
     ctx.obj = State(config_file)
     ctx.call_on_close(ctx.obj.close)

@@ -225,7 +225,7 @@ def run(state: State, no_api: bool) -> None:
     serve = None
     if not no_api:
         api = app.config.api
-        http = create_app(store=app.store, config=app.config, clock=clock)
+        http = create_app(store=app.store, config=app.config, clock=clock, metrics=app.metrics)
         serve = functools.partial(serve_api, http, api.host, api.port)
     run_daemon(app, clock, serve=serve)
 
