@@ -106,14 +106,25 @@ WHERE u.signed_up_at BETWEEN :earliest AND :latest
                   WHERE d.rule_id = 'welcome-explorer' AND d.user_id = u.id)
 """
 
-ABANDONED_INGEST_SQLITE = """
+# How each database reads the `direction` property of an event alias.
+DIRECTION = {
+    "sqlite": "json_extract({alias}.properties, '$.direction')",
+    "postgresql": "{alias}.properties ->> 'direction'",
+}
+
+
+def abandoned_workflow(direction: str, dialect: str) -> str:
+    """The abandoned-workflow rule for one direction, written out for one database."""
+    anchor = DIRECTION[dialect].format(alias="a")
+    prior = DIRECTION[dialect].format(alias="p")
+    return f"""
 SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id
 FROM events AS a JOIN users AS u ON u.id = a.user_id
 WHERE a.name = 'workflow_started' AND a.occurred_at BETWEEN :earliest AND :latest
-  AND json_extract(a.properties, '$.direction') = 'ingest'
+  AND {anchor} = '{direction}'
   AND NOT EXISTS (SELECT 1 FROM events AS p
                   WHERE p.user_id = a.user_id AND p.name = 'workflow_started'
-                    AND json_extract(p.properties, '$.direction') = 'ingest'
+                    AND {prior} = '{direction}'
                     AND (p.occurred_at < a.occurred_at
                          OR (p.occurred_at = a.occurred_at AND p.id < a.id)))
   AND u.persona = 'data_engineer'
@@ -121,62 +132,9 @@ WHERE a.name = 'workflow_started' AND a.occurred_at BETWEEN :earliest AND :lates
                   WHERE e.user_id = u.id AND e.name = 'workflow_saved'
                     AND e.occurred_at BETWEEN a.occurred_at AND :now)
   AND NOT EXISTS (SELECT 1 FROM deliveries AS d
-                  WHERE d.rule_id = 'abandoned-ingest-workflow' AND d.user_id = u.id)
+                  WHERE d.rule_id = 'abandoned-{direction}-workflow' AND d.user_id = u.id)
 """
 
-ABANDONED_INGEST_POSTGRESQL = """
-SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id
-FROM events AS a JOIN users AS u ON u.id = a.user_id
-WHERE a.name = 'workflow_started' AND a.occurred_at BETWEEN :earliest AND :latest
-  AND a.properties ->> 'direction' = 'ingest'
-  AND NOT EXISTS (SELECT 1 FROM events AS p
-                  WHERE p.user_id = a.user_id AND p.name = 'workflow_started'
-                    AND p.properties ->> 'direction' = 'ingest'
-                    AND (p.occurred_at < a.occurred_at
-                         OR (p.occurred_at = a.occurred_at AND p.id < a.id)))
-  AND u.persona = 'data_engineer'
-  AND NOT EXISTS (SELECT 1 FROM events AS e
-                  WHERE e.user_id = u.id AND e.name = 'workflow_saved'
-                    AND e.occurred_at BETWEEN a.occurred_at AND :now)
-  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
-                  WHERE d.rule_id = 'abandoned-ingest-workflow' AND d.user_id = u.id)
-"""
-
-ABANDONED_EGRESS_SQLITE = """
-SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id
-FROM events AS a JOIN users AS u ON u.id = a.user_id
-WHERE a.name = 'workflow_started' AND a.occurred_at BETWEEN :earliest AND :latest
-  AND json_extract(a.properties, '$.direction') = 'egress'
-  AND NOT EXISTS (SELECT 1 FROM events AS p
-                  WHERE p.user_id = a.user_id AND p.name = 'workflow_started'
-                    AND json_extract(p.properties, '$.direction') = 'egress'
-                    AND (p.occurred_at < a.occurred_at
-                         OR (p.occurred_at = a.occurred_at AND p.id < a.id)))
-  AND u.persona = 'data_engineer'
-  AND NOT EXISTS (SELECT 1 FROM events AS e
-                  WHERE e.user_id = u.id AND e.name = 'workflow_saved'
-                    AND e.occurred_at BETWEEN a.occurred_at AND :now)
-  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
-                  WHERE d.rule_id = 'abandoned-egress-workflow' AND d.user_id = u.id)
-"""
-
-ABANDONED_EGRESS_POSTGRESQL = """
-SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id
-FROM events AS a JOIN users AS u ON u.id = a.user_id
-WHERE a.name = 'workflow_started' AND a.occurred_at BETWEEN :earliest AND :latest
-  AND a.properties ->> 'direction' = 'egress'
-  AND NOT EXISTS (SELECT 1 FROM events AS p
-                  WHERE p.user_id = a.user_id AND p.name = 'workflow_started'
-                    AND p.properties ->> 'direction' = 'egress'
-                    AND (p.occurred_at < a.occurred_at
-                         OR (p.occurred_at = a.occurred_at AND p.id < a.id)))
-  AND u.persona = 'data_engineer'
-  AND NOT EXISTS (SELECT 1 FROM events AS e
-                  WHERE e.user_id = u.id AND e.name = 'workflow_saved'
-                    AND e.occurred_at BETWEEN a.occurred_at AND :now)
-  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
-                  WHERE d.rule_id = 'abandoned-egress-workflow' AND d.user_id = u.id)
-"""
 
 VERIFY_REMINDER = """
 SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
@@ -286,7 +244,7 @@ HAND_RULES: tuple[HandRule, ...] = (
         email=None,
         guide="ingest_workflow_guide",
         guide_ttl=7 * D,
-        select={"sqlite": ABANDONED_INGEST_SQLITE, "postgresql": ABANDONED_INGEST_POSTGRESQL},
+        select={d: abandoned_workflow("ingest", d) for d in DIRECTION},
     ),
     HandRule(
         "abandoned-egress-workflow",
@@ -295,7 +253,7 @@ HAND_RULES: tuple[HandRule, ...] = (
         email=None,
         guide="egress_workflow_guide",
         guide_ttl=7 * D,
-        select={"sqlite": ABANDONED_EGRESS_SQLITE, "postgresql": ABANDONED_EGRESS_POSTGRESQL},
+        select={d: abandoned_workflow("egress", d) for d in DIRECTION},
     ),
     HandRule(
         "verify-reminder-24h",

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import OperationalError
+
 from engine.config import Config
+from engine.errors import LifecycleError
 from engine.metrics import Metrics
 from engine.render import Renderer
 from engine.rules import RuleSet, load_rules
@@ -39,7 +42,17 @@ def make_transport(config: Config) -> MailTransport:
 def open_store(config: Config) -> Store:
     """Connect and apply pending migrations (the schema is created on first use)."""
     engine = connect(config.database_url, echo=config.database.echo)
-    migrate(engine)
+    try:
+        migrate(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        # The first contact with the database: say which one, and where the setting lives.
+        where = engine.url.render_as_string(hide_password=True)
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise LifecycleError(
+            f"cannot open the database {where}: {reason} "
+            "(set database.url in the config or LIFECYCLE_DATABASE__URL)"
+        ) from None
     return Store(engine)
 
 

@@ -94,13 +94,10 @@ class Batch:
 
 
 @dataclass
-class IngestReport:
+class IngestReport(Stored):
+    """What loading a file did: what was stored, plus the lines read and rejected."""
+
     lines: int = 0
-    users: int = 0
-    events: int = 0
-    duplicates: int = 0
-    accounts: int = 0
-    aliased: int = 0
     problems: list[Problem] = field(default_factory=list)
 
     @property

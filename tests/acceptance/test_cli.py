@@ -164,3 +164,12 @@ def test_check_requires_a_visible_unsubscribe_link(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"{templates / 'bare'}: no visible unsubscribe link" in result.stdout
     assert "in body.html" in result.stdout
+
+
+def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
+    url = "sqlite:////nonexistent-dir/lifecycle.db"
+    project = make_project(tmp_path, url)
+    result = project.run("tick", ok=False)
+    assert result.exit_code == 1
+    assert f"cannot open the database {url}: unable to open database file" in result.stderr
+    assert "Traceback" not in result.output
