@@ -255,21 +255,21 @@ class Runner:
             rule = self.rules.get(item.rule_id)
         except KeyError:
             return self._fail(item, now, f"rule {item.rule_id!r} is no longer defined")
+        context = self._context(
+            rule,
+            item.user,
+            item.anchor_at,
+            item.anchor_properties,
+            item.guide_id,
+            item.guide_expires_at,
+        )
         try:
-            rendered = self.renderer.render(
-                item.email_template,
-                self._context(
-                    rule,
-                    item.user,
-                    item.anchor_at,
-                    item.anchor_properties,
-                    item.guide_id,
-                    item.guide_expires_at,
-                ),
-            )
+            rendered = self.renderer.render(item.email_template, context)
         except TemplateError as exc:
             return self._fail(item, now, f"render error: {exc}")
-        message = build_message(self._envelope(item, rendered, now))
+        # The token is timestamped: the header must carry the very link the bodies show.
+        unsubscribe = str(context["unsubscribe_url"])
+        message = build_message(self._envelope(item, rendered, now, unsubscribe))
         try:
             sent = time.perf_counter()
             try:
@@ -334,7 +334,9 @@ class Runner:
         self.store.mark(item.id, Status.FAILED, now, reason=reason, reply=reply)
         return Status.FAILED
 
-    def _envelope(self, item: Due, rendered: RenderedEmail, now: datetime) -> Envelope:
+    def _envelope(
+        self, item: Due, rendered: RenderedEmail, now: datetime, unsubscribe_url: str
+    ) -> Envelope:
         mail = self.config.mail
         return Envelope(
             sender=mail.from_address,
@@ -345,7 +347,7 @@ class Runner:
             message_id=item.message_id,
             date=now,
             reply_to=mail.reply_to,
-            unsubscribe_url=self._unsubscribe(str(item.user["id"])),
+            unsubscribe_url=unsubscribe_url,
             unsubscribe_mailto=mail.unsubscribe_mailto,
         )
 

@@ -300,3 +300,21 @@ def test_unsubscribe_mailto_is_offered(project: Path, store: Store, now: datetim
     header = str(message["List-Unsubscribe"])
     assert header.startswith("<http://127.0.0.1:8000/unsubscribe/")
     assert header.endswith(", <mailto:unsub@x.io?subject=unsubscribe>")
+
+
+def test_the_header_carries_the_same_unsubscribe_link_as_the_bodies(
+    project: Path, store: Store, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tokens are timestamped, so two calls a second apart differ: one link per message.
+    calls = iter(range(1000))
+    monkeypatch.setattr(
+        "engine.runner.unsubscribe_url", lambda base, secret, user: f"{base}/u/{next(calls)}"
+    )
+    seed(store, now, "u1")
+    transport = ScriptedTransport()
+    runner(project, store, transport).tick(now)
+    (message,) = transport.accepted
+    link = str(message["List-Unsubscribe"]).removeprefix("<").removesuffix(">")
+    text = message.get_body(("plain",))
+    assert text is not None
+    assert link in text.get_content()
