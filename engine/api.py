@@ -86,10 +86,16 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def create_app(
-    *, store: Store, config: Config, clock: Clock, metrics: Metrics | None = None
+    *,
+    store: Store,
+    config: Config,
+    clock: Clock,
+    metrics: Metrics | None = None,
+    not_ready: Callable[[], str | None] = lambda: None,
 ) -> FastAPI:
     """`metrics`: the daemon passes its runner's, so that one scrape shows ticks and sends;
-    without one the API exports its own (ingestion only)."""
+    without one the API exports its own (ingestion only). `not_ready`: the daemon's own
+    reason not to take traffic (shutting down), checked by /readyz with the database."""
     metrics = metrics or Metrics()
     if config.api.secret_key == DEFAULT_SECRET:
         logger.warning("api.secret_key is the default: unsubscribe links can be forged")
@@ -104,7 +110,7 @@ def create_app(
     app.add_middleware(CatchAll)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.include_router(_health_routes(store))
+    app.include_router(_health_routes(store, not_ready))
     app.include_router(_metrics_routes(metrics))
     app.include_router(_unsubscribe_routes(store, config, clock))
     app.include_router(_guide_routes(store, config, clock))
@@ -129,7 +135,7 @@ def _metrics_routes(metrics: Metrics) -> APIRouter:
 # ---- health ----------------------------------------------------------------------------
 
 
-def _health_routes(store: Store) -> APIRouter:
+def _health_routes(store: Store, not_ready: Callable[[], str | None]) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", response_model_exclude_none=True)
@@ -143,8 +149,8 @@ def _health_routes(store: Store) -> APIRouter:
         responses={503: {"model": Health, "description": "the database does not answer"}},
     )
     def readyz(response: Response) -> Health:
-        """The database answers a trivial query."""
-        reason = database_problem(store)
+        """The database answers a trivial query, and the daemon is not shutting down."""
+        reason = not_ready() or database_problem(store)
         if reason is None:
             return Health(status="ok")
         response.status_code = 503

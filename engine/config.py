@@ -23,6 +23,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from engine.durations import parse_duration
@@ -51,7 +52,33 @@ class PathsConfig(_Section):
 
 
 class SchedulerConfig(_Section):
-    tick: Duration = timedelta(minutes=1)
+    tick: Duration = timedelta(minutes=1)  # how often rules are evaluated
+    dispatch: Duration = timedelta(seconds=10)  # how often due emails are sent
+    # A stop (SIGTERM/SIGINT) waits this long for the sends in flight, then exits anyway.
+    shutdown_grace: Duration = timedelta(seconds=30)
+    # Replicas on one database: a rule's evaluator holds it this long without renewing it;
+    # None is three ticks. A dead replica's rules pass to another within this period.
+    lease: Duration | None = None
+
+    @field_validator("tick", "dispatch")
+    @classmethod
+    def _interval(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_tick(self) -> SchedulerConfig:
+        if self.lease is not None and self.lease <= self.tick:
+            raise ValueError(
+                f"lease ({self.lease}) must be longer than tick ({self.tick}), or the "
+                "replica evaluating a rule loses it between two ticks"
+            )
+        return self
+
+    @property
+    def lease_period(self) -> timedelta:
+        return self.lease if self.lease is not None else 3 * self.tick
 
 
 class DefaultsConfig(_Section):

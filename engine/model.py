@@ -27,7 +27,8 @@ class Status(StrEnum):
     a guide-only row is `sent` as soon as its flag is written (same transaction)."""
 
     PENDING = "pending"
-    SENDING = "sending"
+    CLAIMED = "claimed"  # reserved by a dispatcher, not yet handed to the mail server
+    SENDING = "sending"  # being handed over: after a crash here, the server may have it
     RETRYING = "retrying"
     SENT = "sent"
     FAILED = "failed"
@@ -44,7 +45,7 @@ class SkipReason(StrEnum):
 
 
 # Email rows that count against a user's frequency cap: queued, in flight or delivered.
-EMAIL_COUNTED = ("pending", "sending", "retrying", "sent", "unknown")
+EMAIL_COUNTED = ("pending", "claimed", "sending", "retrying", "sent", "unknown")
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,9 @@ class Runner:
 
     def _selected(self, rule_ids: Sequence[str] | None) -> list[Rule]:
         """Highest priority first, so that the frequency cap skips the lowest first."""
-        rules = [self.rules.get(r) for r in rule_ids] if rule_ids else list(self.rules.enabled)
+        rules = (
+            list(self.rules.enabled) if rule_ids is None else [self.rules.get(r) for r in rule_ids]
+        )
         return sorted(rules, key=lambda rule: -rule.priority)
 
     def _cap(self, now: datetime) -> FrequencyCap:
@@ -197,11 +199,23 @@ class Runner:
 
     # ---- the tick ----------------------------------------------------------------------
 
-    def tick(self, now: datetime, *, dispatch: bool = True) -> TickReport:
+    def tick(
+        self,
+        now: datetime,
+        *,
+        dispatch: bool = True,
+        rule_ids: Sequence[str] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> TickReport:
+        """Evaluate the enabled rules (or `rule_ids`: the daemon passes the rules it holds the
+        lease of) and dispatch. `should_stop` is asked between rules: each rule's writes are
+        committed on their own, so stopping early loses nothing."""
         started = time.perf_counter()
         report = TickReport(now)
         cap = self._cap(now)
-        for rule in self._selected(None):
+        for rule in self._selected(rule_ids):
+            if should_stop():
+                break
             try:
                 self._evaluate(rule, now, cap, report)
             except Exception:
@@ -210,8 +224,15 @@ class Runner:
                     "rule %s failed to evaluate at %s", rule.id, self.rules.where(rule.id)
                 )
                 report.written[f"{rule.id}/error"] += 1
+        written = sum(n for key, n in report.written.items() if not key.endswith("/error"))
+        if written >= self.store.ANALYZE_AFTER_ROWS:
+            try:
+                self.store.analyze_ledger()
+            except Exception:
+                # The rows are committed; fresh statistics only keep the next plans good.
+                log.exception("refreshing the ledger's statistics after %d rows failed", written)
         if dispatch:
-            report.dispatched.update(self.dispatch(now))
+            report.dispatched.update(self.dispatch(now, should_stop=should_stop))
         if self.metrics is not None:
             self.metrics.ticks.inc()
             self.metrics.tick_duration.observe(time.perf_counter() - started)
@@ -228,10 +249,27 @@ class Runner:
                     if written.sets_guide:  # the flag is written with the row: set now
                         self.metrics.deliveries.labels("sent", "guide").inc()
 
-    def dispatch(self, now: datetime, *, batch_size: int = 100) -> Counter[str]:
-        """Send every due email. A render failure fails that one delivery, visibly."""
+    def dispatch(
+        self,
+        now: datetime,
+        *,
+        batch_size: int = 100,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Counter[str]:
+        """Send every due email. A render failure fails that one delivery, visibly.
+
+        `should_stop` is asked before each claim and each send: a stopping daemon finishes the
+        send in flight and hands the rest of its claimed batch back to the queue."""
         outcome: Counter[str] = Counter()
         retry = self.config.mail.retry
+        requeued = self.store.requeue_stale_claims(now, retry.sending_lease)
+        if requeued:
+            log.warning(
+                "%d deliveries claimed by a dispatcher that stopped before sending them are "
+                "queued again",
+                requeued,
+            )
+            outcome["requeued"] += requeued
         stale = self.store.expire_stale_claims(
             now, retry.sending_lease, resend=retry.resend_unknown
         )
@@ -242,8 +280,12 @@ class Runner:
                 "pending (resend_unknown)" if retry.resend_unknown else "unknown",
             )
             outcome["requeued" if retry.resend_unknown else Status.UNKNOWN.value] += stale
-        while due := self.store.claim_due(now, batch_size):
-            for item in due:
+        while not should_stop() and (due := self.store.claim_due(now, batch_size)):
+            for index, item in enumerate(due):
+                if should_stop():
+                    released = self.store.release_claims([d.id for d in due[index:]], now)
+                    log.info("stopping: %d claimed deliveries handed back unsent", released)
+                    return outcome
                 status = self._send(item, now)
                 outcome[status.value] += 1
                 if self.metrics is not None:
@@ -270,6 +312,9 @@ class Runner:
         # The token is timestamped: the header must carry the very link the bodies show.
         unsubscribe = str(context["unsubscribe_url"])
         message = build_message(self._envelope(item, rendered, now, unsubscribe))
+        if not self.store.start_sending(item.id, now):
+            log.warning("delivery %s: the claim expired before sending; not sent", item.id)
+            return Status.CLAIMED  # another dispatcher may have it now; nothing written here
         try:
             sent = time.perf_counter()
             try:

@@ -164,3 +164,15 @@ accounts = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# Which `lifecycle run` replica evaluates a rule, until when. Replicas on one PostgreSQL
+# database each take the leases that are free or expired; a dead replica's rules are taken
+# over once its leases run out. The ledger's unique key keeps deliveries exactly-once
+# regardless; the lease keeps two replicas from doing the same evaluation work.
+rule_leases = Table(
+    "rule_leases",
+    metadata,
+    Column("rule_id", Id, primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)

@@ -14,6 +14,8 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from engine.errors import LifecycleError
+
 START_TIMEOUT = 10.0  # seconds for the server to start listening
 STOP_TIMEOUT = 10.0  # seconds for it to finish open requests and stop
 GRACEFUL_SHUTDOWN = 5  # seconds uvicorn waits for open connections before cancelling them
@@ -55,16 +57,25 @@ def serve_api(app: FastAPI, host: str, port: int) -> None:
 
 
 @contextmanager
-def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve `app` in a background thread and yield its base URL; stop it on exit.
+def running_server(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning"
+) -> Iterator[str]:
+    """Serve `app` in a background thread and yield its base URL; stop it on exit. The
+    daemon serves its API this way, so that the main thread keeps the signals.
 
     The socket is bound here, before the thread starts, so that port 0 gives a free port we
     know; uvicorn closes it on shutdown (and so do we, should it never start)."""
-    sock = _bind(host, port)
+    try:
+        sock = _bind(host, port)
+    except OSError as exc:
+        raise LifecycleError(
+            f"cannot serve the API on {host}:{port}: {exc.strerror or exc} "
+            "(set api.host/api.port, or run with --no-api)"
+        ) from None
     config = uvicorn.Config(
         app,
-        log_config=None,  # leave the process's logging (pytest's capture) alone
-        log_level="warning",
+        log_config=None,  # leave the process's logging (pytest's capture, engine.logs) alone
+        log_level=log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     )
     server = uvicorn.Server(config)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Engine,
     Table,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, Row
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ColumnElement, Select
 
 from engine.decide import Candidate, Planned
 from engine.evaluate import candidates as candidates_query
@@ -49,6 +50,7 @@ from engine.schema import (
 MIGRATIONS = Path(__file__).parent / "migrations"
 GUIDE_SHOWN = ("active", "seen")
 CLAIMABLE = (Status.PENDING.value, Status.RETRYING.value)
+IN_HAND = (Status.CLAIMED.value, Status.SENDING.value)  # a dispatcher owns the row
 GUIDE_STATUS = {"seen": "seen", "dismissed": "dismissed", "completed": "completed"}
 BATCH = 1000
 
@@ -204,8 +206,11 @@ class Store:
     # ---- dispatch ----------------------------------------------------------------------
 
     def claim_due(self, now: datetime, limit: int = 100) -> list[Due]:
-        """Move due `pending`/`retrying` rows to `sending` and return them. The conditional
-        update (and, on PostgreSQL, SKIP LOCKED) lets several dispatchers share the ledger."""
+        """Move due `pending`/`retrying` rows to `claimed` and return them. The conditional
+        update (and, on PostgreSQL, SKIP LOCKED) lets several dispatchers share the ledger.
+        Each row then goes `sending` on its own, just before it is handed to the server
+        (`start_sending`), so a crash leaves in doubt the one message in flight, not the
+        whole batch."""
         due = (
             select(deliveries.c.id)
             .where(deliveries.c.status.in_(CLAIMABLE), deliveries.c.send_at <= now)
@@ -223,7 +228,7 @@ class Store:
                         deliveries.c.status.in_(CLAIMABLE),
                     )
                     .values(
-                        status=Status.SENDING.value,
+                        status=Status.CLAIMED.value,
                         updated_at=now,
                         attempts=deliveries.c.attempts + 1,
                     )
@@ -231,6 +236,45 @@ class Store:
                 )
             ]
         return self._due(ids)
+
+    def start_sending(self, delivery_id: int, now: datetime) -> bool:
+        """`claimed` -> `sending`, just before the message goes to the server. False when the
+        claim is no longer ours (it expired and went back to the queue): do not send."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == Status.CLAIMED.value)
+                .values(status=Status.SENDING.value, updated_at=now)
+            )
+        return bool(result.rowcount == 1)
+
+    def release_claims(self, ids: Sequence[int], now: datetime) -> int:
+        """Hand claimed rows that were never sent back to the queue (a dispatcher stopping
+        between two sends): `pending` again, or `retrying` when an earlier attempt failed."""
+        if not ids:
+            return 0
+        return self._requeue(deliveries.c.id.in_(list(ids)), now)
+
+    def requeue_stale_claims(self, now: datetime, lease: timedelta) -> int:
+        """Rows left `claimed` longer than `lease` belong to a dispatcher that died before
+        handing them to the server: nothing went out, so they go back to the queue."""
+        return self._requeue(deliveries.c.updated_at < now - lease, now)
+
+    def _requeue(self, which: ColumnElement[bool], now: datetime) -> int:
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(which, deliveries.c.status == Status.CLAIMED.value)
+                .values(
+                    status=case(
+                        (deliveries.c.attempts > 1, Status.RETRYING.value),
+                        else_=Status.PENDING.value,
+                    ),
+                    attempts=deliveries.c.attempts - 1,
+                    updated_at=now,
+                )
+            )
+        return int(result.rowcount)
 
     def _due(self, ids: list[int]) -> list[Due]:
         if not ids:
@@ -283,7 +327,8 @@ class Store:
         send_at: datetime | None = None,
     ) -> None:
         """Finish a claimed row (or schedule its retry at `send_at`); only a row still
-        `sending` changes, so a claim that was given up as `unknown` stays that way."""
+        `claimed` (a render failure) or `sending` changes, so a claim that was given up as
+        `unknown` stays that way."""
         values: dict[str, Any] = {
             "status": status.value,
             "reason": reason,
@@ -297,7 +342,7 @@ class Store:
         with self.engine.begin() as connection:
             connection.execute(
                 update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.status == Status.SENDING.value)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(IN_HAND))
                 .values(**values)
             )
 
@@ -746,6 +791,27 @@ class Store:
         with self.engine.connect() as connection:
             row = connection.execute(statement).first()
         return None if row is None else dict(row._mapping)
+
+    # ---- planner statistics ----
+
+    # A tick that writes at least this many ledger rows refreshes the ledger's statistics.
+    # A first pass over existing users writes thousands of rows at once into a table whose
+    # statistics still describe it as (nearly) empty, and PostgreSQL plans the next ticks'
+    # NOT EXISTS probes from them until autovacuum catches up (10% of the table + 50 rows,
+    # checked once a minute at best). Ordinary ticks write a few rows, which autovacuum's pace
+    # handles; ANALYZE samples at most 30,000 rows, so its cost stays small next to a tick
+    # that wrote a thousand.
+    ANALYZE_AFTER_ROWS = 1000
+
+    def analyze_ledger(self) -> bool:
+        """Refresh the planner's statistics on the ledger and the guide flags; return whether
+        anything ran. PostgreSQL only: SQLite's plans for these probes come from the unique
+        index whatever its statistics say, so there is nothing to refresh there."""
+        if self.dialect != "postgresql":
+            return False
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE deliveries, guide_flags")
+        return True
 
 
 class Database(Protocol):

@@ -85,6 +85,9 @@ class _Handler:
         self.rcpt_replies: deque[str] = deque()
         self.data_replies: deque[str] = deque()
         self.data_delay = 0.0
+        self.mail_delay = 0.0  # hold the reply to MAIL FROM: a client is mid-conversation
+        self.accept_delay = 0.0  # record the message, then hold the 250: accepted, unanswered
+        self.mail_commands = 0
         self.auth_required = False
 
     def _next(self, replies: deque[str]) -> str | None:
@@ -103,6 +106,11 @@ class _Handler:
         # under pytest's filterwarnings) whenever AUTH is allowed without TLS.
         if self.auth_required and not session.authenticated:
             return "530 5.7.0 Authentication required"
+        with self.lock:
+            self.mail_commands += 1
+            delay = self.mail_delay
+        if delay:
+            await asyncio.sleep(delay)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Ok"
@@ -147,6 +155,9 @@ class _Handler:
         with self.lock:
             self.received.append(record)
             number = len(self.received)
+            delay = self.accept_delay
+        if delay:
+            await asyncio.sleep(delay)
         return f"250 2.0.0 Ok: queued as TEST{number:04d}"
 
 
@@ -272,6 +283,24 @@ class SmtpServer:
         """Delay every following reply to DATA by `seconds` (0 to stop)."""
         with self._handler.lock:
             self._handler.data_delay = seconds
+
+    def hold_mail(self, seconds: float) -> None:
+        """Hold every following reply to MAIL FROM for `seconds` (0 to stop): a client is
+        connected and mid-conversation, nothing accepted yet."""
+        with self._handler.lock:
+            self._handler.mail_delay = seconds
+
+    def hold_after_accept(self, seconds: float) -> None:
+        """Record each following message, then hold its 250 for `seconds` (0 to stop): the
+        server has the message and the client does not know it yet."""
+        with self._handler.lock:
+            self._handler.accept_delay = seconds
+
+    @property
+    def mail_commands(self) -> int:
+        """MAIL FROM commands seen: conversations that got as far as naming a sender."""
+        with self._handler.lock:
+            return self._handler.mail_commands
 
     def _authenticate(
         self,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -217,17 +217,28 @@ def _json_default(value: Any) -> Any:
 @click.pass_obj
 @friendly_errors
 def run(state: State, no_api: bool) -> None:
-    """The daemon: tick every scheduler.tick, and serve the HTTP API, until SIGTERM/Ctrl-C."""
+    """The daemon: evaluate every scheduler.tick, send every scheduler.dispatch, and serve the
+    HTTP API, until SIGTERM/Ctrl-C (a second one exits at once)."""
+    from engine.daemon import Stop
     from engine.daemon import run as run_daemon
 
     logging.getLogger("lifecycle").setLevel(logging.INFO)
     app, clock = state.app(), SystemClock()
-    serve = None
+    stop = Stop()
+    http = None
     if not no_api:
-        api = app.config.api
-        http = create_app(store=app.store, config=app.config, clock=clock, metrics=app.metrics)
-        serve = functools.partial(serve_api, http, api.host, api.port)
-    run_daemon(app, clock, serve=serve)
+        http = create_app(
+            store=app.store,
+            config=app.config,
+            clock=clock,
+            metrics=app.metrics,
+            not_ready=lambda: "shutting down" if stop.requested.is_set() else None,
+        )
+    code = run_daemon(app, clock, stop=stop, http=http)
+    if code != 0:
+        # A send still in flight holds a worker thread that interpreter exit would wait for.
+        logging.shutdown()
+        os._exit(code)
 
 
 @cli.command()

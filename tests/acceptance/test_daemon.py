@@ -68,7 +68,9 @@ def test_the_daemon_ticks_serves_the_api_and_stops_on_sigterm(tmp_path: Path) ->
         tmp_path, "sqlite:///lifecycle.db", mail={"quiet_hours": None}, api={"port": port}
     )
     project.run("demo", "--users", "60", "--no-tour")
-    process = start(project, "run", LIFECYCLE_SCHEDULER__TICK="1s")
+    process = start(
+        project, "run", LIFECYCLE_SCHEDULER__TICK="1s", LIFECYCLE_SCHEDULER__DISPATCH="1s"
+    )
     try:
         wait_for(lambda: bool(list(project.outbox.glob("*.eml"))), process, "an email")
         wait_for(lambda: healthy(f"http://127.0.0.1:{port}/readyz"), process, "the API")

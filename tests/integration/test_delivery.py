@@ -175,8 +175,47 @@ def test_a_permanent_rejection_is_not_retried_and_not_a_bounce(
 
 
 def _abandon(store: Store, now: datetime) -> None:
-    (due,) = store.claim_due(now)  # claimed, then the process "dies"
+    (due,) = store.claim_due(now)
     assert due.rule_id == "welcome"
+    assert store.start_sending(due.id, now)  # handed to the server, then the process "dies"
+
+
+def test_a_claim_abandoned_before_sending_is_queued_again_and_sent_once(
+    project: Path, store: Store, now: datetime
+) -> None:
+    seed(store, now, "u1")
+    transport = ScriptedTransport()
+    engine = runner(project, store, transport)
+    engine.tick(now, dispatch=False)
+    store.claim_due(now)  # claimed; the process "dies" before handing it to the server
+    assert engine.dispatch(now + timedelta(minutes=5)) == {}  # inside the lease: leave it
+    assert engine.dispatch(now + timedelta(minutes=11)) == {"requeued": 1, "sent": 1}
+    assert rows(store)["welcome/u1"]["status"] == "sent"
+    assert rows(store)["welcome/u1"]["attempts"] == 1
+    assert len(transport.accepted) == 1
+
+
+def test_a_stopping_dispatcher_finishes_the_send_in_flight_and_hands_back_the_rest(
+    project: Path, store: Store, now: datetime
+) -> None:
+    seed(store, now, "u1", "u2", "u3")
+    transport = ScriptedTransport()
+    engine = runner(project, store, transport)
+    engine.tick(now, dispatch=False)
+    asked: list[int] = []
+
+    def stop_after_the_first_send() -> bool:
+        asked.append(len(transport.accepted))
+        return len(transport.accepted) >= 1
+
+    assert engine.dispatch(now, should_stop=stop_after_the_first_send) == {"sent": 1}
+    statuses = sorted(row["status"] for row in rows(store).values())
+    assert statuses == ["pending", "pending", "sent"]
+    assert all(
+        row["attempts"] == (1 if row["status"] == "sent" else 0) for row in rows(store).values()
+    )
+    assert engine.dispatch(now) == {"sent": 2}  # the next dispatcher sends the rest, once
+    assert len(transport.accepted) == 3
 
 
 def test_an_abandoned_claim_becomes_unknown_and_is_not_resent(
