@@ -61,17 +61,22 @@ def test_racing_replicas_never_both_hold_a_rule(store: Store, now: datetime) -> 
     replicas = [Leases(store.engine, f"r{i}") for i in range(8)]
     for round_ in range(20):
         at = now + round_ * 2 * PERIOD  # every lease of the previous round has expired
-        granted: list[list[str]] = [[] for _ in replicas]
-        barrier = threading.Barrier(len(replicas))
-
-        def ask(index: int, at: datetime = at, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait(timeout=30)
-            granted[index] = replicas[index].acquire(RULES, at, PERIOD)
-
-        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(replicas))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        granted = _race(replicas, at)
         flat = sorted(rule for rules in granted for rule in rules)
         assert flat == RULES, f"round {round_}: {granted}"
+
+
+def _race(replicas: list[Leases], at: datetime) -> list[list[str]]:
+    granted: list[list[str]] = [[] for _ in replicas]
+    barrier = threading.Barrier(len(replicas))
+
+    def ask(index: int) -> None:
+        barrier.wait(timeout=30)
+        granted[index] = replicas[index].acquire(RULES, at, PERIOD)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(replicas))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return granted
