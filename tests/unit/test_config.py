@@ -367,3 +367,25 @@ def test_an_explicit_config_path_must_exist_even_if_named_config_yaml(tmp_path: 
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(missing, environ={}, required=True)
     assert load_config(missing, environ={}, required=False).database.url
+
+
+# ---- the scheduler ------------------------------------------------------------------------
+
+
+def test_the_scheduler_defaults_and_the_lease_of_three_ticks(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "scheduler: {tick: 2m}\n")
+    scheduler = load_config(path, environ={}).scheduler
+    assert scheduler.dispatch == timedelta(seconds=10)
+    assert scheduler.shutdown_grace == timedelta(seconds=30)
+    assert scheduler.lease_period == timedelta(minutes=6)
+
+
+def test_a_lease_no_longer_than_a_tick_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "database: {}\nscheduler:\n  tick: 1m\n  lease: 1m\n")
+    (problem,) = config_errors(path)
+    assert problem.startswith(f"{path}:2: scheduler: lease (0:01:00) must be longer than tick")
+
+
+def test_intervals_must_be_positive(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "scheduler:\n  dispatch: 0s\n")
+    assert config_errors(path) == [f"{path}:2: scheduler.dispatch: must be longer than 0"]
