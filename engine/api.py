@@ -164,10 +164,11 @@ def database_problem(store: Store) -> str | None:
     try:
         store.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason says why
-        logger.warning("readiness check failed: %s", exc)
         cause = getattr(exc, "orig", None) or exc  # the driver's message, not SQLAlchemy's
         first_line = (str(cause).strip().splitlines() or [""])[0][:REASON_LIMIT]
-        return f"database: {type(cause).__name__}: {first_line}".rstrip(": ")
+        reason = f"database: {type(cause).__name__}: {first_line}".rstrip(": ")
+        logger.warning("readiness check failed: %s", reason)
+        return reason
     return None
 
 

@@ -17,11 +17,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from fastapi import FastAPI
+from sqlalchemy.exc import OperationalError
 
 from engine.app import App
 from engine.clock import Clock
@@ -102,8 +104,8 @@ def evaluate_job(
                 report = app.runner.tick(
                     now, dispatch=False, rule_ids=held, should_stop=stop.is_set
                 )
-        except Exception:
-            log.exception("tick at %s failed; the next tick will try again", now.isoformat())
+        except Exception as exc:  # noqa: BLE001 - logged; a failed run must not stop the daemon
+            _failed("tick", now, exc)
             return
         others = len(enabled) - len(held)
         log.info(
@@ -122,13 +124,28 @@ def dispatch_job(app: App, clock: Clock, stop: threading.Event) -> Callable[[], 
         now = clock.now()
         try:
             outcome = app.runner.dispatch(now, should_stop=stop.is_set)
-        except Exception:
-            log.exception("dispatch at %s failed; the next one will try again", now.isoformat())
+        except Exception as exc:  # noqa: BLE001 - logged; a failed run must not stop the daemon
+            _failed("dispatch", now, exc)
             return
         if outcome:
             log.info("dispatch at %s: %s", now.isoformat(), dict(outcome))
 
     return dispatch
+
+
+def _failed(job: str, now: datetime, exc: Exception) -> None:
+    """An unreachable database is an expected fault: one line a run, not a traceback each
+    second; anything else is a bug worth its traceback."""
+    if isinstance(exc, OperationalError):
+        reason = (str(exc.orig or exc).strip().splitlines() or [""])[0]
+        log.error(
+            "%s at %s failed: the database is unavailable (%s); the next one will try again",
+            job,
+            now.isoformat(),
+            reason,
+        )
+        return
+    log.error("%s at %s failed; the next one will try again", job, now.isoformat(), exc_info=exc)
 
 
 def schedule(

@@ -13,7 +13,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.caps import WINDOW, FrequencyCap
 from engine.config import Config
@@ -89,6 +92,11 @@ class Runner:
         self.random = random  # jitter for retries; tests pass a fixed one
         self.domain = config.mail.domain  # parsing the From address per row cost 30% of a tick
         self.metrics = metrics  # None: nothing to export (the CLI's one-shot commands)
+        # Ledger writes a database outage interrupted mid-dispatch (a send's outcome, claims
+        # to hand back), applied by the next dispatch that reaches the database: a message
+        # the server accepted is then `sent`, not `unknown`, and the batch is not held up
+        # for a whole lease.
+        self._unwritten: list[Callable[[], object]] = []
 
     def using(
         self,
@@ -103,6 +111,7 @@ class Runner:
         clone.store = store or self.store
         clone.rules = rules or self.rules
         clone.transport = transport or self.transport
+        clone._unwritten = []  # another store's writes must not land in this one
         return clone
 
     # ---- evaluation --------------------------------------------------------------------
@@ -261,6 +270,7 @@ class Runner:
         `should_stop` is asked before each claim and each send: a stopping daemon finishes the
         send in flight and hands the rest of its claimed batch back to the queue."""
         outcome: Counter[str] = Counter()
+        self._write_what_an_outage_held_back()
         retry = self.config.mail.retry
         requeued = self.store.requeue_stale_claims(now, retry.sending_lease)
         if requeued:
@@ -286,11 +296,29 @@ class Runner:
                     released = self.store.release_claims([d.id for d in due[index:]], now)
                     log.info("stopping: %d claimed deliveries handed back unsent", released)
                     return outcome
-                status = self._send(item, now)
+                try:
+                    status = self._send(item, now)
+                except SQLAlchemyError:
+                    # The database went away: the rest of the batch was never sent.
+                    rest = [d.id for d in due[index:]]
+                    self._unwritten.append(partial(self.store.release_claims, rest, now))
+                    raise
                 outcome[status.value] += 1
                 if self.metrics is not None:
                     self.metrics.deliveries.labels(status.value, "email").inc()
         return outcome
+
+    def _write_what_an_outage_held_back(self) -> None:
+        while self._unwritten:
+            self._unwritten[0]()  # raises while the database is still away: kept for later
+            self._unwritten.pop(0)
+
+    def _mark(self, delivery_id: int, status: Status, now: datetime, **fields: Any) -> None:
+        try:
+            self.store.mark(delivery_id, status, now, **fields)
+        except SQLAlchemyError:
+            self._unwritten.append(partial(self.store.mark, delivery_id, status, now, **fields))
+            raise
 
     def _send(self, item: Due, now: datetime) -> Status:
         try:
@@ -336,7 +364,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - an unclassified transport fault: retry it
             return self._retry(item, now, f"{type(exc).__name__}: {exc}")
         log.info("sent %s to user %s (%s)", item.rule_id, item.user["id"], receipt)
-        self.store.mark(item.id, Status.SENT, now, reply=receipt)
+        self._mark(item.id, Status.SENT, now, reply=receipt)
         return Status.SENT
 
     def _retry(self, item: Due, now: datetime, reply: str) -> Status:
@@ -353,7 +381,7 @@ class Runner:
             delay,
             reply,
         )
-        self.store.mark(
+        self._mark(
             item.id,
             Status.RETRYING,
             now,
@@ -369,14 +397,14 @@ class Runner:
             return self._retry(item, now, reply)
         reason = f"connection lost after the message was handed over: {reply}"
         log.error("delivery %s (%s) is unknown: %s", item.id, item.rule_id, reason)
-        self.store.mark(item.id, Status.UNKNOWN, now, reason=reason, reply=reply)
+        self._mark(item.id, Status.UNKNOWN, now, reason=reason, reply=reply)
         return Status.UNKNOWN
 
     def _fail(self, item: Due, now: datetime, reason: str, *, reply: str | None = None) -> Status:
         log.error(
             "delivery %s (%s, user %s) failed: %s", item.id, item.rule_id, item.user["id"], reason
         )
-        self.store.mark(item.id, Status.FAILED, now, reason=reason, reply=reply)
+        self._mark(item.id, Status.FAILED, now, reason=reason, reply=reply)
         return Status.FAILED
 
     def _envelope(

@@ -1,23 +1,18 @@
-"""Real `lifecycle run` processes for fault tests: a project whose users are all due now, a
-daemon handle (start, signal, kill -9, bounded waits) and the exactly-once checks against
-a real SMTP server's inbox."""
+"""Fault tests' kit: a project whose users are all due now, `lifecycle run` processes
+(probed_daemon) started, killed and stopped, and the exactly-once checks against a real SMTP
+server's inbox."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tests.acceptance.conftest import Project, make_project
-from tests.acceptance.test_daemon import SCRIPT
+from tests.acceptance.probed_daemon import ProbedDaemon
 from tests.smtp_server import SmtpServer
 
 WAIT = 60.0  # seconds: the longest any single wait in these tests may take
@@ -76,66 +71,29 @@ def due_project(tmp_path: Path, database_url: str, smtp_port: int, users: int) -
     return project
 
 
-class Daemon:
-    """One `lifecycle run --no-api` process; its output is read in the background."""
+def start(project: Project, **env: str) -> ProbedDaemon:
+    """A `lifecycle run --no-api` on the fast schedule; the caller makes sure it ends
+    (`stop`, `kill`, or `ProbedDaemon.__exit__` in a fixture)."""
+    environ: dict[str, Any] = {**FAST, **env}  # Any: ProbedDaemon's keywords include `port`
+    return ProbedDaemon(project, "--no-api", **environ).__enter__()
 
-    def __init__(self, project: Project, **env: str) -> None:
-        self.process = subprocess.Popen(
-            [SCRIPT, "--config", project.config_file, "--log-format", "text", "run", "--no-api"],
-            env={**os.environ, **FAST, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
+def kill(daemon: ProbedDaemon) -> None:
+    """kill -9, and wait for it."""
+    daemon.signal(signal.SIGKILL)
+    exit_code(daemon)
 
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
 
-    def wait_for(self, condition: Callable[[], bool], what: str, seconds: float = WAIT) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"the daemon exited while waiting for {what}:\n{self.output}")
-            time.sleep(0.1)
-        raise AssertionError(f"{what} did not happen within {seconds} s:\n{self.output}")
+def exit_code(daemon: ProbedDaemon, seconds: float = WAIT) -> int:
+    code = daemon.process.wait(timeout=seconds)
+    daemon.__exit__(None, None, None)  # reads the rest of its output, closes the pipe
+    return code
 
-    def started(self) -> None:
-        self.wait_for(lambda: "tick at" in self.output, "the first tick")
 
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.exit_code()
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def exit_code(self, seconds: float = WAIT) -> int:
-        code = self.process.wait(timeout=seconds)
-        self._reader.join(timeout=WAIT)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-        return code
-
-    def stop(self) -> None:
-        """SIGTERM and a clean exit."""
-        self.signal(signal.SIGTERM)
-        code = self.exit_code()
-        assert code == 0, self.output
-
-    def ensure_dead(self) -> None:
-        if self.process.poll() is None:
-            self.kill()
+def stop(daemon: ProbedDaemon) -> None:
+    """SIGTERM and a clean exit."""
+    code = daemon.stop()
+    assert code == 0, daemon.tail()
 
 
 def statuses(project: Project) -> Counter[str]:
@@ -171,3 +129,8 @@ def check_exactly_once(project: Project, server: SmtpServer) -> dict[str, Any]:
     flags = project.guide_flags()
     assert len(flags) == len({(f["guide_id"], f["user_id"]) for f in flags}) == len(rows)
     return by_status
+
+
+def ensure_dead(daemon: ProbedDaemon) -> None:
+    """For `finally:` blocks: kill it unless it already ended."""
+    daemon.__exit__(None, None, None)

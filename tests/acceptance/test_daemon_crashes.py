@@ -12,7 +12,18 @@ import time
 from pathlib import Path
 
 from tests.acceptance.conftest import Project
-from tests.acceptance.fault_kit import Daemon, check_exactly_once, due_project, settled, statuses
+from tests.acceptance.fault_kit import (
+    WAIT,
+    check_exactly_once,
+    due_project,
+    ensure_dead,
+    exit_code,
+    kill,
+    settled,
+    start,
+    statuses,
+    stop,
+)
 from tests.smtp_server import SmtpServer
 
 USERS = 12
@@ -22,12 +33,12 @@ LEASE = {"LIFECYCLE_MAIL__RETRY__SENDING_LEASE": "2s"}  # the next daemon judges
 
 def settle_with_a_new_daemon(project: Project) -> str:
     """Start a daemon after the crash, let it send what is left, stop it; its output."""
-    daemon = Daemon(project, **LEASE)
+    daemon = start(project, **LEASE)
     try:
-        daemon.wait_for(lambda: settled(project), "every email sent or reported")
-        daemon.stop()
+        daemon.wait_for(lambda: settled(project), "every email sent or reported", WAIT)
+        stop(daemon)
     finally:
-        daemon.ensure_dead()
+        ensure_dead(daemon)
     return daemon.output
 
 
@@ -35,12 +46,12 @@ def test_kill_9_before_the_claim_loses_nothing(tmp_path: Path, smtp_server: Smtp
     project = due_project(tmp_path, "sqlite:///lifecycle.db", smtp_server.port, USERS)
     # Dispatch an hour away: the daemon evaluates (the ledger holds `pending` rows) and
     # dies before any dispatcher claims one.
-    daemon = Daemon(project, LIFECYCLE_SCHEDULER__DISPATCH="1h")
+    daemon = start(project, LIFECYCLE_SCHEDULER__DISPATCH="1h")
     try:
-        daemon.wait_for(lambda: statuses(project)["pending"] == USERS, "the pending rows")
-        daemon.kill()
+        daemon.wait_for(lambda: statuses(project)["pending"] == USERS, "the pending rows", WAIT)
+        kill(daemon)
     finally:
-        daemon.ensure_dead()
+        ensure_dead(daemon)
     assert smtp_server.messages == []
     settle_with_a_new_daemon(project)
     rows = check_exactly_once(project, smtp_server)
@@ -53,13 +64,13 @@ def test_kill_9_after_the_claim_reports_the_one_message_in_doubt(
 ) -> None:
     project = due_project(tmp_path, "sqlite:///lifecycle.db", smtp_server.port, USERS)
     smtp_server.hold_mail(HOLD)  # the dispatcher has claimed, connected and named a sender
-    daemon = Daemon(project)
+    daemon = start(project)
     try:
-        daemon.wait_for(lambda: smtp_server.mail_commands >= 1, "a conversation")
+        daemon.wait_for(lambda: smtp_server.mail_commands >= 1, "a conversation", WAIT)
         assert statuses(project)["sending"] == 1  # the rest of the batch is only claimed
-        daemon.kill()
+        kill(daemon)
     finally:
-        daemon.ensure_dead()
+        ensure_dead(daemon)
     smtp_server.hold_mail(0)
     output = settle_with_a_new_daemon(project)
     rows = check_exactly_once(project, smtp_server)
@@ -76,12 +87,12 @@ def test_kill_9_after_the_server_accepted_delivers_it_once(
 ) -> None:
     project = due_project(tmp_path, "sqlite:///lifecycle.db", smtp_server.port, USERS)
     smtp_server.hold_after_accept(HOLD)  # the server has it; the daemon waits for the 250
-    daemon = Daemon(project)
+    daemon = start(project)
     try:
-        daemon.wait_for(lambda: len(smtp_server.messages) == 1, "an accepted message")
-        daemon.kill()
+        daemon.wait_for(lambda: len(smtp_server.messages) == 1, "an accepted message", WAIT)
+        kill(daemon)
     finally:
-        daemon.ensure_dead()
+        ensure_dead(daemon)
     smtp_server.hold_after_accept(0)
     settle_with_a_new_daemon(project)
     rows = check_exactly_once(project, smtp_server)
@@ -96,13 +107,13 @@ def test_sigterm_mid_dispatch_finishes_the_send_in_flight_and_exits_0(
 ) -> None:
     project = due_project(tmp_path, "sqlite:///lifecycle.db", smtp_server.port, USERS)
     smtp_server.slow(0.5)
-    daemon = Daemon(project)
+    daemon = start(project)
     try:
-        daemon.wait_for(lambda: len(smtp_server.messages) >= 2, "two deliveries")
+        daemon.wait_for(lambda: len(smtp_server.messages) >= 2, "two deliveries", WAIT)
         daemon.signal(signal.SIGTERM)
-        assert daemon.exit_code() == 0, daemon.output
+        assert exit_code(daemon) == 0, daemon.output
     finally:
-        daemon.ensure_dead()
+        ensure_dead(daemon)
     counts = statuses(project)
     assert counts["sending"] == counts["claimed"] == 0, counts
     assert counts["sent"] == len(smtp_server.messages)
@@ -117,18 +128,18 @@ def test_sigterm_mid_dispatch_finishes_the_send_in_flight_and_exits_0(
 def test_a_second_signal_exits_at_once(tmp_path: Path, smtp_server: SmtpServer) -> None:
     project = due_project(tmp_path, "sqlite:///lifecycle.db", smtp_server.port, USERS)
     smtp_server.hold_after_accept(HOLD)
-    daemon = Daemon(project, LIFECYCLE_SCHEDULER__SHUTDOWN_GRACE="5m")
+    daemon = start(project, LIFECYCLE_SCHEDULER__SHUTDOWN_GRACE="5m")
     try:
-        daemon.wait_for(lambda: len(smtp_server.messages) == 1, "a send in flight")
+        daemon.wait_for(lambda: len(smtp_server.messages) == 1, "a send in flight", WAIT)
         daemon.signal(signal.SIGTERM)
         time.sleep(1)
         assert daemon.process.poll() is None  # waiting for the send, within its grace
         started = time.monotonic()
         daemon.signal(signal.SIGINT)
-        assert daemon.exit_code() == 128 + signal.SIGINT
+        assert exit_code(daemon) == 128 + signal.SIGINT
         assert time.monotonic() - started < 10
     finally:
-        daemon.ensure_dead()
+        ensure_dead(daemon)
     assert "exiting at once" in daemon.output
     assert statuses(project)["sending"] == 1  # in doubt; the next daemon reports it
 
@@ -138,15 +149,15 @@ def test_the_grace_period_bounds_the_wait_for_a_hung_send(
 ) -> None:
     project = due_project(tmp_path, "sqlite:///lifecycle.db", smtp_server.port, USERS)
     smtp_server.hold_after_accept(HOLD)
-    daemon = Daemon(project, LIFECYCLE_SCHEDULER__SHUTDOWN_GRACE="2s")
+    daemon = start(project, LIFECYCLE_SCHEDULER__SHUTDOWN_GRACE="2s")
     try:
-        daemon.wait_for(lambda: len(smtp_server.messages) == 1, "a send in flight")
+        daemon.wait_for(lambda: len(smtp_server.messages) == 1, "a send in flight", WAIT)
         started = time.monotonic()
         daemon.signal(signal.SIGTERM)
-        assert daemon.exit_code() == 1
+        assert exit_code(daemon) == 1
         assert time.monotonic() - started < 15
     finally:
-        daemon.ensure_dead()
+        ensure_dead(daemon)
     assert "grace period" in daemon.output
     smtp_server.hold_after_accept(0)
     settle_with_a_new_daemon(project)

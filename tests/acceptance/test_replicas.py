@@ -16,12 +16,17 @@ import pytest
 from engine.store import connect
 from tests.acceptance.fault_kit import (
     WAIT,
-    Daemon,
     check_exactly_once,
     due_project,
+    ensure_dead,
+    exit_code,
+    kill,
     settled,
+    start,
     statuses,
+    stop,
 )
+from tests.acceptance.probed_daemon import ProbedDaemon
 from tests.conftest import _truncate
 from tests.smtp_server import SmtpServer
 
@@ -37,65 +42,65 @@ def database(pg_database: str) -> str:
 
 
 @pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
+def daemons() -> Iterator[list[ProbedDaemon]]:
     """Every daemon a test starts; whatever is left running is killed at the end."""
-    started: list[Daemon] = []
+    started: list[ProbedDaemon] = []
     yield started
     for daemon in started:
-        daemon.ensure_dead()
+        ensure_dead(daemon)
 
 
-def evaluated(daemon: Daemon, rules: int) -> bool:
+def evaluated(daemon: ProbedDaemon, rules: int) -> bool:
     return f"evaluated {rules} rules" in daemon.output
 
 
 def test_one_replica_evaluates_and_a_dead_ones_rules_pass_on(
-    tmp_path: Path, database: str, smtp_server: SmtpServer, daemons: list[Daemon]
+    tmp_path: Path, database: str, smtp_server: SmtpServer, daemons: list[ProbedDaemon]
 ) -> None:
     project = due_project(tmp_path, database, smtp_server.port, users=5)
-    first = Daemon(project)
+    first = start(project)
     daemons.append(first)
-    first.wait_for(lambda: evaluated(first, 1), "the first replica evaluating")
-    second = Daemon(project)
+    first.wait_for(lambda: evaluated(first, 1), "the first replica evaluating", WAIT)
+    second = start(project)
     daemons.append(second)
-    second.wait_for(lambda: "1 held by other replicas" in second.output, "a second replica")
+    second.wait_for(lambda: "1 held by other replicas" in second.output, "a second replica", WAIT)
     ticks = second.output.count("tick at")
-    second.wait_for(lambda: second.output.count("tick at") >= ticks + 3, "three more ticks")
+    second.wait_for(lambda: second.output.count("tick at") >= ticks + 3, "three more ticks", WAIT)
     assert not evaluated(second, 1)
-    first.kill()
+    kill(first)
     killed = time.monotonic()
-    second.wait_for(lambda: evaluated(second, 1), "the takeover")
+    second.wait_for(lambda: evaluated(second, 1), "the takeover", WAIT)
     assert time.monotonic() - killed < 3 + 1 + 5  # lease + one tick + slack for a busy machine
-    second.stop()
+    stop(second)
 
 
 def test_a_clean_stop_hands_the_rules_over_at_once(
-    tmp_path: Path, database: str, smtp_server: SmtpServer, daemons: list[Daemon]
+    tmp_path: Path, database: str, smtp_server: SmtpServer, daemons: list[ProbedDaemon]
 ) -> None:
     project = due_project(tmp_path, database, smtp_server.port, users=5)
     # Leases of a minute: a takeover within seconds can only come from the release.
     minute = {"LIFECYCLE_SCHEDULER__LEASE": "1m"}
-    first = Daemon(project, **minute)
+    first = start(project, **minute)
     daemons.append(first)
-    first.wait_for(lambda: evaluated(first, 1), "the first replica evaluating")
-    second = Daemon(project, **minute)
+    first.wait_for(lambda: evaluated(first, 1), "the first replica evaluating", WAIT)
+    second = start(project, **minute)
     daemons.append(second)
-    second.wait_for(lambda: "1 held by other replicas" in second.output, "a second replica")
-    first.stop()
-    second.wait_for(lambda: evaluated(second, 1), "the takeover", seconds=15)
-    second.stop()
+    second.wait_for(lambda: "1 held by other replicas" in second.output, "a second replica", WAIT)
+    stop(first)
+    second.wait_for(lambda: evaluated(second, 1), "the takeover", 15)
+    stop(second)
 
 
 def test_three_replicas_with_random_kills_deliver_each_email_once(
-    tmp_path: Path, database: str, smtp_server: SmtpServer, daemons: list[Daemon]
+    tmp_path: Path, database: str, smtp_server: SmtpServer, daemons: list[ProbedDaemon]
 ) -> None:
     users = 240
     project = due_project(tmp_path, database, smtp_server.port, users)
     smtp_server.slow(0.05)  # long enough that kills land mid-dispatch
     chance = random.Random(20261123)
-    replicas = [Daemon(project) for _ in range(3)]
+    replicas = [start(project) for _ in range(3)]
     daemons.extend(replicas)
-    replicas[0].wait_for(lambda: statuses(project).total() == users, "the evaluation")
+    replicas[0].wait_for(lambda: statuses(project).total() == users, "the evaluation", WAIT)
     kills = 0
     deadline = time.monotonic() + WAIT
     for _ in range(8):  # bounded in count and in time
@@ -104,18 +109,18 @@ def test_three_replicas_with_random_kills_deliver_each_email_once(
         time.sleep(chance.uniform(1.0, 2.5))
         victim = chance.randrange(len(replicas))
         if chance.random() < 0.75:
-            replicas[victim].kill()
+            kill(replicas[victim])
             kills += 1
         else:  # a clean stop now and then: a deploy rolling through
             replicas[victim].signal(signal.SIGTERM)
-            assert replicas[victim].exit_code() == 0, replicas[victim].output
-        replicas[victim] = Daemon(project)
+            assert exit_code(replicas[victim]) == 0, replicas[victim].output
+        replicas[victim] = start(project)
         daemons.append(replicas[victim])
     assert kills > 0
     # Claims of the killed replicas return after mail.retry.sending_lease (10 s here).
     replicas[0].wait_for(lambda: settled(project), "every email sent or reported", WAIT * 2)
     for replica in replicas:
-        replica.stop()
+        stop(replica)
     check_exactly_once(project, smtp_server)
     counts = statuses(project)
     assert counts["sent"] + counts["unknown"] == users, counts
