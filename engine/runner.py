@@ -11,6 +11,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -32,6 +33,7 @@ from engine.transports.mail import (
     Envelope,
     MailTransport,
     PermanentSendError,
+    SessionTransport,
     TransientSendError,
     TransportSetupError,
     UncertainSendError,
@@ -269,6 +271,13 @@ class Runner:
 
         `should_stop` is asked before each claim and each send: a stopping daemon finishes the
         send in flight and hands the rest of its claimed batch back to the queue."""
+        transport = self.transport
+        with transport.session() if isinstance(transport, SessionTransport) else nullcontext():
+            return self._dispatch(now, batch_size, should_stop)
+
+    def _dispatch(
+        self, now: datetime, batch_size: int, should_stop: Callable[[], bool]
+    ) -> Counter[str]:
         outcome: Counter[str] = Counter()
         self._write_what_an_outage_held_back()
         retry = self.config.mail.retry

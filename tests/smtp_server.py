@@ -88,11 +88,25 @@ class _Handler:
         self.mail_delay = 0.0  # hold the reply to MAIL FROM: a client is mid-conversation
         self.accept_delay = 0.0  # record the message, then hold the 250: accepted, unanswered
         self.mail_commands = 0
+        self.greetings = 0  # EHLO/HELO commands: one per plain session, two with STARTTLS
         self.auth_required = False
 
     def _next(self, replies: deque[str]) -> str | None:
         with self.lock:
             return replies.popleft() if replies else None
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        with self.lock:
+            self.greetings += 1
+        return responses
 
     async def handle_MAIL(
         self,
@@ -203,7 +217,9 @@ class SmtpServer:
     def start(self) -> SmtpServer:
         if self._controller is not None:
             raise RuntimeError("the SMTP server is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP: asyncio turns Nagle off only on sockets that say they are TCP; with it
+        # on, each line of the EHLO reply waits ~40 ms for the client's delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((HOST, self.requested_port))
@@ -295,6 +311,12 @@ class SmtpServer:
         server has the message and the client does not know it yet."""
         with self._handler.lock:
             self._handler.accept_delay = seconds
+
+    @property
+    def greetings(self) -> int:
+        """EHLO commands seen: sessions opened (twice per session with STARTTLS)."""
+        with self._handler.lock:
+            return self._handler.greetings
 
     @property
     def mail_commands(self) -> int:

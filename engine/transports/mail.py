@@ -7,13 +7,14 @@ import os
 import re
 import sys
 import tempfile
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, runtime_checkable
 
 
 class SendError(Exception):
@@ -52,6 +53,13 @@ class MailTransport(Protocol):
     def send(self, message: EmailMessage) -> str:
         """Deliver one message; return a receipt (a path, a server reply). Raise on failure."""
         ...
+
+
+@runtime_checkable
+class SessionTransport(MailTransport, Protocol):
+    """A transport that can carry several messages over one session (SMTP)."""
+
+    def session(self) -> AbstractContextManager[None]: ...
 
 
 # Long header values (the unsubscribe URL) must stay verbatim, not become encoded-words:

@@ -52,6 +52,7 @@ def test_tick_delivers_every_email_with_the_headers_providers_expect(
     assert all(d["reply"].startswith("250") for d in rows)
     received = {m.message["Message-ID"]: m for m in smtp_server.messages}
     assert sorted(received) == sorted(d["message_id"] for d in rows)
+    assert smtp_server.greetings == 1  # the whole dispatch went over one SMTP session
     for row in rows:
         message = received[row["message_id"]].message
         assert message["To"] == row["email_to"]

@@ -311,3 +311,70 @@ def test_a_non_ascii_address_goes_out_with_smtputf8(smtp_server: SmtpServer) -> 
     [received] = smtp_server.messages
     assert received.rcpt_tos == ("josé@example.com",)
     assert received.message["To"] == "José <josé@example.com>"
+
+
+# ---- sessions ------------------------------------------------------------------------------
+
+
+def test_a_session_carries_many_messages_over_one_connection(smtp_server: SmtpServer) -> None:
+    transport = SmtpTransport(config_for(smtp_server.port))
+    with transport.session():
+        for n in range(5):
+            transport.send(make_message(to=f"user{n}@example.com"))
+    assert smtp_server.greetings == 1
+    assert [m.rcpt_tos for m in smtp_server.messages] == [
+        (f"user{n}@example.com",) for n in range(5)
+    ]
+
+
+def test_without_a_session_each_message_has_its_own_connection(
+    smtp_server: SmtpServer,
+) -> None:
+    transport = SmtpTransport(config_for(smtp_server.port))
+    for n in range(3):
+        transport.send(make_message(to=f"user{n}@example.com"))
+    assert smtp_server.greetings == 3
+
+
+def test_a_refusal_drops_the_session_and_the_next_message_starts_clean(
+    smtp_server: SmtpServer,
+) -> None:
+    transport = SmtpTransport(config_for(smtp_server.port))
+    smtp_server.reply_next_rcpt("550 5.1.1 <gone@example.com>: user unknown")
+    with transport.session():
+        with pytest.raises(PermanentSendError):
+            transport.send(make_message(to="gone@example.com"))
+        transport.send(make_message(to="here@example.com"))
+    assert smtp_server.greetings == 2
+    assert [m.rcpt_tos for m in smtp_server.messages] == [("here@example.com",)]
+
+
+def test_a_session_the_server_closed_is_replaced_without_losing_the_message(
+    smtp_server: SmtpServer,
+) -> None:
+    transport = SmtpTransport(config_for(smtp_server.port))
+    with transport.session():
+        transport.send(make_message(to="first@example.com"))
+        # The server goes away and comes back on the same port: the idle session is dead.
+        smtp_server.stop()
+        smtp_server.requested_port = smtp_server.port
+        smtp_server.start()
+        receipt = transport.send(make_message(to="second@example.com"))
+    assert receipt.startswith("250")
+    assert smtp_server.greetings == 2  # the dead session was noticed and replaced
+    assert [m.rcpt_tos for m in smtp_server.messages] == [
+        ("first@example.com",),
+        ("second@example.com",),
+    ]
+
+
+def test_a_session_is_renewed_after_its_message_limit(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("engine.transports.smtp.MESSAGES_PER_SESSION", 2)
+    transport = SmtpTransport(config_for(smtp_server.port))
+    with transport.session():
+        for n in range(5):
+            transport.send(make_message(to=f"user{n}@example.com"))
+    assert smtp_server.greetings == 3  # 2 + 2 + 1
+    assert len(smtp_server.messages) == 5
