@@ -94,14 +94,15 @@ def errors_logged(daemon: ProbedDaemon, since: int) -> int:
     return sum(r.get("level") in ("ERROR", "CRITICAL") for r in daemon.records(since))
 
 
-def test_the_daemon_recovers_from_a_database_restart_without_a_restart(
-    tmp_path: Path, postgres: PrivatePostgres, smtp_server: SmtpServer
-) -> None:
+def smtp_project(
+    tmp_path: Path, postgres: PrivatePostgres, smtp_server: SmtpServer, port: int
+) -> Project:
+    """RULES on a fresh database of the private server, sending to `smtp_server`, the API
+    on `port`. The sending lease is far longer than any test: none may depend on it."""
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "pack.yaml").write_text(RULES)
-    port = free_port()
-    project = make_project(
+    return make_project(
         tmp_path,
         postgres.create_database("lifecycle"),
         rules=rules,
@@ -115,9 +116,17 @@ def test_the_daemon_recovers_from_a_database_restart_without_a_restart(
             },
             "quiet_hours": None,
             "daily_cap": None,
+            "retry": {"first_delay": "1s", "max_delay": "2s", "sending_lease": "10m"},
         },
         api={"host": "127.0.0.1", "port": port},
     )
+
+
+def test_the_daemon_recovers_from_a_database_restart_without_a_restart(
+    tmp_path: Path, postgres: PrivatePostgres, smtp_server: SmtpServer
+) -> None:
+    port = free_port()
+    project = smtp_project(tmp_path, postgres, smtp_server, port)
     with ProbedDaemon(
         project, port=port, LIFECYCLE_SCHEDULER__TICK=TICK, LIFECYCLE_SCHEDULER__DISPATCH=TICK
     ) as daemon:
@@ -218,7 +227,6 @@ def test_sigterm_while_the_database_is_down_exits_0(
         assert code == 0, daemon.tail()
 
 
-SENDING_LEASE = 600  # seconds: far longer than the test, which must not depend on it
 OUTAGE = 3.0  # seconds down: longer than a slow send, so the send in flight ends while down
 
 
@@ -229,27 +237,8 @@ def test_a_database_crash_mid_dispatch_loses_nothing_silently(
     keeps what it could not write (the message in flight was accepted; the rest of the batch
     was never sent) and writes it when the database is back: everything ends `sent`, at
     once rather than after the sending lease, and the SMTP server never gets one twice."""
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "pack.yaml").write_text(RULES)
     port = free_port()
-    project = make_project(
-        tmp_path,
-        postgres.create_database("lifecycle"),
-        rules=rules,
-        mail={
-            "transport": "smtp",
-            "smtp": {"host": "127.0.0.1", "port": smtp_server.port, "security": "none"},
-            "quiet_hours": None,
-            "daily_cap": None,
-            "retry": {
-                "first_delay": "1s",
-                "max_delay": "2s",
-                "sending_lease": f"{SENDING_LEASE}s",
-            },
-        },
-        api={"host": "127.0.0.1", "port": port},
-    )
+    project = smtp_project(tmp_path, postgres, smtp_server, port)
     with ProbedDaemon(
         project, port=port, LIFECYCLE_SCHEDULER__TICK=TICK, LIFECYCLE_SCHEDULER__DISPATCH=TICK
     ) as daemon:
