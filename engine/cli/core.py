@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -23,6 +24,9 @@ from engine.ingest import ingest_csv, ingest_lines
 from engine.present import preview_json, preview_summary, preview_table, tick_table
 from engine.segment import TraitMapping
 from engine.serve import serve_api
+
+if TYPE_CHECKING:  # the daemon (and APScheduler) load only for `run`
+    from engine.daemon import Stop
 
 
 @cli.command()
@@ -232,13 +236,22 @@ def run(state: State, no_api: bool) -> None:
             config=app.config,
             clock=clock,
             metrics=app.metrics,
-            not_ready=lambda: "shutting down" if stop.requested.is_set() else None,
+            not_ready=functools.partial(_not_ready, app, stop),
         )
     code = run_daemon(app, clock, stop=stop, http=http)
     if code != 0:
         # A send still in flight holds a worker thread that interpreter exit would wait for.
         logging.shutdown()
         os._exit(code)
+
+
+def _not_ready(app: App, stop: Stop) -> str | None:
+    """The daemon's own reasons for /readyz to say 503 (the API adds the database's)."""
+    if stop.requested.is_set():
+        return "shutting down"
+    if not app.runner.rules.rules:
+        return f"no rules loaded from {app.config.rules_dir}"
+    return None
 
 
 @cli.command()

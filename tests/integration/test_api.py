@@ -112,6 +112,24 @@ def test_readyz_is_503_with_the_reason_when_the_database_does_not_answer(
     assert alive.status_code == 200  # alive, only not ready
 
 
+def test_readyz_is_503_while_the_daemon_says_it_is_not_ready(store: Store, now: datetime) -> None:
+    reason: list[str] = []
+    app = create_app(
+        store=store,
+        config=make_config(),
+        clock=FixedClock(now),
+        not_ready=lambda: reason[0] if reason else None,
+    )
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=TIMEOUT) as client:
+        assert client.get("/readyz").status_code == 200
+        reason.append("shutting down")
+        ready = client.get("/readyz")
+        alive = client.get("/healthz")
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "unavailable", "reason": "shutting down"}
+    assert alive.status_code == 200
+
+
 # ---- one-click unsubscribe -------------------------------------------------------------
 
 
