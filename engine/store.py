@@ -805,8 +805,8 @@ class Store:
 
     def analyze_ledger(self) -> bool:
         """Refresh the planner's statistics on the ledger and the guide flags; return whether
-        anything ran. PostgreSQL only: SQLite's plans for these probes come from the unique
-        index whatever its statistics say, so there is nothing to refresh there."""
+        anything ran. PostgreSQL only: on SQLite the benchmark's second pass was no faster
+        after an ANALYZE (`python -m bench --scale`), so the engine leaves it alone there."""
         if self.dialect != "postgresql":
             return False
         with self.engine.begin() as connection:
