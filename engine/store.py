@@ -5,6 +5,7 @@ JSON merging, row locks) stay inside this file."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -15,9 +16,12 @@ from typing import Any, Protocol
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
     Table,
+    and_,
+    any_,
     bindparam,
     create_engine,
     delete,
@@ -31,8 +35,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, Row
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement
 
 from engine.decide import Candidate, Planned
+from engine.decide_sql import (
+    FLAG_COLUMNS,
+    LEDGER_COLUMNS,
+    SQLITE_FUNCTIONS,
+    Settings,
+    flags_select,
+    ledger_insert,
+)
 from engine.evaluate import candidates as candidates_query
 from engine.model import EMAIL_COUNTED, USER_FIELDS, Event, Status, User, UserState
 from engine.rules import Rule
@@ -69,6 +82,8 @@ def connect(url: str, *, echo: bool = False) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    for name, (arguments, function) in SQLITE_FUNCTIONS.items():
+        dbapi_connection.create_function(name, arguments, function, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
@@ -133,6 +148,14 @@ class Alias:
     user_id: str
 
 
+@dataclass
+class Decided:
+    """What `record_decided` wrote: ledger rows by status, and guide flags."""
+
+    statuses: Counter[str]
+    guide_flags: int = 0
+
+
 @dataclass(frozen=True)
 class Due:
     """A claimed email delivery with what rendering it needs."""
@@ -171,9 +194,10 @@ class Store:
         *,
         user_ids: Sequence[str] | None = None,
         ordered: bool = False,
+        where: Sequence[ColumnElement[bool]] = (),
     ) -> Iterator[list[Candidate]]:
         """The rule's firings at `now`, in bounded batches (memory does not grow with N)."""
-        statement = candidates_query(rule, now, user_ids=user_ids, ordered=ordered)
+        statement = candidates_query(rule, now, user_ids=user_ids, ordered=ordered, where=where)
         with self.engine.connect() as connection:
             # Per statement, not per connection: a replay runs every query on one connection.
             result = connection.execute(statement.execution_options(yield_per=BATCH))
@@ -200,6 +224,35 @@ class Store:
             if flags:
                 connection.execute(guide_flags.insert(), flags)
         return [p for _, p in written]
+
+    def record_decided(
+        self,
+        rule: Rule,
+        now: datetime,
+        settings: Settings,
+        where: Sequence[ColumnElement[bool]] = (),
+    ) -> Decided:
+        """Write the rule's ledger rows and their guide flags without reading them into
+        Python: one INSERT ... SELECT with the decisions in SQL (engine/decide_sql.py), "on
+        conflict do nothing" like `record`, then the flags of the rows it wrote; one
+        transaction."""
+        select_rows = ledger_insert(rule, now, settings, tuple(where))
+        with self.engine.begin() as connection:
+            statement = (
+                _insert(connection, deliveries)
+                .from_select(LEDGER_COLUMNS, select_rows)
+                .on_conflict_do_nothing(index_elements=["rule_id", "user_id"])
+                .returning(deliveries.c.id, deliveries.c.status)
+            )
+            rows = connection.execute(statement).all()
+            decided = Decided(Counter(row.status for row in rows))
+            if rule.send.guide and rows:
+                written = _written(connection, rule, [row.id for row in rows])
+                flags = flags_select(rule, now, settings, written)
+                connection.execute(guide_flags.insert().from_select(FLAG_COLUMNS, flags))
+                # Every row but the held-out ones gets its flag (psycopg gives no rowcount).
+                decided.guide_flags = len(rows) - decided.statuses[Status.HELD_OUT.value]
+        return decided
 
     # ---- dispatch ----------------------------------------------------------------------
 
@@ -809,6 +862,15 @@ def _candidate(row: Row[Any]) -> Candidate:
         suppressed=row.suppression_reason is not None,
         suppression_reason=row.suppression_reason,
     )
+
+
+def _written(connection: Connection, rule: Rule, ids: list[int]) -> ColumnElement[bool]:
+    """The ledger rows one INSERT just wrote, given their ids. SQLite has one writer at a time
+    and numbers new rows max + 1, so they are exactly the range; PostgreSQL's sequence may
+    interleave other sessions' rows, so it gets the list (one array parameter)."""
+    if connection.dialect.name == "postgresql":
+        return deliveries.c.id == any_(literal(ids, postgresql.ARRAY(BigInteger())))
+    return and_(deliveries.c.rule_id == rule.id, deliveries.c.id.between(min(ids), max(ids)))
 
 
 def _delivery_row(p: Planned, now: datetime) -> dict[str, Any]:
