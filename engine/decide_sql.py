@@ -5,9 +5,9 @@ email status and its skip reason, the Message-ID and the guide's expiry are comp
 database from the same inputs `decide()` takes, and must give the very same row (the dry run
 still goes through `decide()`, and tests hold the two to each other).
 
-What SQL cannot decide stays in Python: quiet hours (the user's timezone, with Python's
-zoneinfo) and users whom the daily cap could skip. `fits_in_sql` and `may_reach_cap` draw
-that line. Pure: builds statements, never runs them."""
+What SQL cannot decide stays in Python: users whom the daily cap could skip, and those whose
+timezone zoneinfo does not list when quiet hours apply (engine/quiet_sql.py). `in_python`
+draws that line. Pure: builds statements, never runs them."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from engine.caps import WINDOW
 from engine.decide import HOLDOUT_KEY_BYTES, holdout_key, user_hash
 from engine.evaluate import compile_rule, firings, suppression
 from engine.model import EMAIL_COUNTED, SkipReason, Status
+from engine.quiet_sql import SendTimes, send_at, send_times, unlisted_timezone
 from engine.rules import Rule
 from engine.schema import deliveries, guide_flags, users
 from engine.timing import QuietHours
@@ -88,15 +89,31 @@ class Settings:
     domain: str
     quiet_hours: QuietHours | None
     daily_cap: int | None
+    default_timezone: str
 
 
-def fits_in_sql(rule: Rule, settings: Settings) -> bool:
-    """Whether SQL can decide this rule's rows: no quiet hours to apply to an email (those
-    need the user's timezone in Python's zoneinfo), and a whole number of seconds in `after`
-    (SQLite adds it to the anchor's text)."""
+def fits_in_sql(rule: Rule) -> bool:
+    """Whether SQL can decide this rule's rows: `after` must be whole seconds (SQLite adds
+    it to the anchor's text)."""
+    return rule.when.after.microseconds == 0
+
+
+def in_python(rule: Rule, settings: Settings, now: datetime) -> ColumnElement[bool] | None:
+    """The rule's users that decide() must decide, or None when SQL decides them all."""
+    clauses = [may_reach_cap(rule, settings, now)]
+    times = _send_times(rule, settings, now)
+    if times is not None:
+        clauses.append(unlisted_timezone(times))
+    found = [clause for clause in clauses if clause is not None]
+    return or_(*found) if found else None
+
+
+def _send_times(rule: Rule, settings: Settings, now: datetime) -> SendTimes | None:
+    """The quiet-hours table of this rule's emails, or None when no quiet hours apply."""
     quiet = settings.quiet_hours if rule.quiet_hours is None else (rule.quiet_hours or None)
-    whole_seconds = rule.when.after.microseconds == 0
-    return whole_seconds and (quiet is None or rule.send.email is None)
+    if quiet is None or not rule.send.email:
+        return None
+    return send_times(now, quiet, settings.default_timezone)
 
 
 def may_reach_cap(rule: Rule, settings: Settings, now: datetime) -> ColumnElement[bool] | None:
@@ -161,6 +178,7 @@ def ledger_insert(
             [
                 users.c.id,
                 users.c.email,
+                users.c.timezone,
                 compiled.anchor_at.label("anchor_at"),
                 anchor_event_id.label("anchor_event_id"),
                 suppression().label("suppression"),
@@ -185,7 +203,7 @@ def ledger_insert(
         c.anchor_at,
         null() if compiled.anchor is None else c.anchor_event_id,  # an untyped NULL
         _plus(c.anchor_at, rule.when.after),
-        case((sends, _time(now)), else_=null()),
+        case((sends, _send_at(rule, settings, now, c.timezone)), else_=null()),
         c.held_out,
         case((sends, _message_id(rule.id, c.id, settings.domain)), else_=null()),
         literal(0),
@@ -238,6 +256,13 @@ def flags_select(
         _time(now + ttl),
         _time(now),
     ).where(written, deliveries.c.guide_id.is_not(None))
+
+
+def _send_at(
+    rule: Rule, settings: Settings, now: datetime, timezone: ColumnElement[Any]
+) -> ColumnElement[Any]:
+    times = _send_times(rule, settings, now)
+    return _time(now) if times is None else send_at(times, timezone, now)
 
 
 def _text(value: str | None) -> ColumnElement[Any]:

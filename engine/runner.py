@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from engine.caps import WINDOW, FrequencyCap
 from engine.config import Config
 from engine.decide import Candidate, Planned, anchor_name, decide
-from engine.decide_sql import Settings, fits_in_sql, may_reach_cap
+from engine.decide_sql import Settings, fits_in_sql, in_python
 from engine.errors import TemplateError
 from engine.metrics import Metrics
 from engine.model import SkipReason, Status
@@ -160,6 +160,7 @@ class Runner:
             domain=self.domain,
             quiet_hours=mail.quiet_hours,
             daily_cap=mail.daily_cap,
+            default_timezone=self.config.defaults.timezone,
         )
 
     def decide(self, rule: Rule, candidate: Candidate, now: datetime) -> Planned:
@@ -244,14 +245,14 @@ class Runner:
         cap.forget()
         rest: tuple[ColumnElement[bool], ...] = ()
         settings = self._settings()
-        if self.set_based and fits_in_sql(rule, settings):
-            risky = may_reach_cap(rule, settings, now)
-            safe = () if risky is None else (~risky,)
-            decided = self.store.record_decided(rule, now, settings, safe)
+        if self.set_based and fits_in_sql(rule):
+            python = in_python(rule, settings, now)
+            in_sql = () if python is None else (~python,)
+            decided = self.store.record_decided(rule, now, settings, in_sql)
             self._count(rule, report, decided.statuses, decided.guide_flags)
-            if risky is None:
+            if python is None:
                 return
-            rest = (risky,)
+            rest = (python,)
         for planned in self._plan_rule(rule, now, cap, where=rest):
             written = self.store.record(planned, now)
             statuses = Counter(p.status.value for p in written)
