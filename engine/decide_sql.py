@@ -181,7 +181,8 @@ def ledger_insert(
                 users.c.timezone,
                 compiled.anchor_at.label("anchor_at"),
                 anchor_event_id.label("anchor_event_id"),
-                suppression().label("suppression"),
+                # A guide-only row is the same whoever unsubscribed: no probes for it.
+                (suppression() if rule.send.email else null()).label("suppression"),
                 _held_out(rule, users.c.id).label("held_out"),
             ],
             where,

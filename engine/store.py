@@ -20,12 +20,12 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
-    and_,
     any_,
     bindparam,
     create_engine,
     delete,
     event,
+    false,
     func,
     literal,
     or_,
@@ -242,16 +242,13 @@ class Store:
                 _insert(connection, deliveries)
                 .from_select(LEDGER_COLUMNS, select_rows)
                 .on_conflict_do_nothing(index_elements=["rule_id", "user_id"])
-                .returning(deliveries.c.id, deliveries.c.status)
             )
-            rows = connection.execute(statement).all()
-            decided = Decided(Counter(row.status for row in rows))
-            if rule.send.guide and rows:
-                written = _written(connection, rule, [row.id for row in rows])
+            written, decided = _insert_decided(connection, statement)
+            if rule.send.guide and decided.statuses:
                 flags = flags_select(rule, now, settings, written)
                 connection.execute(guide_flags.insert().from_select(FLAG_COLUMNS, flags))
                 # Every row but the held-out ones gets its flag (psycopg gives no rowcount).
-                decided.guide_flags = len(rows) - decided.statuses[Status.HELD_OUT.value]
+                decided.guide_flags = decided.statuses.total() - decided.statuses["held_out"]
         return decided
 
     # ---- dispatch ----------------------------------------------------------------------
@@ -864,13 +861,30 @@ def _candidate(row: Row[Any]) -> Candidate:
     )
 
 
-def _written(connection: Connection, rule: Rule, ids: list[int]) -> ColumnElement[bool]:
-    """The ledger rows one INSERT just wrote, given their ids. SQLite has one writer at a time
-    and numbers new rows max + 1, so they are exactly the range; PostgreSQL's sequence may
-    interleave other sessions' rows, so it gets the list (one array parameter)."""
+def _insert_decided(
+    connection: Connection, statement: postgresql.Insert | sqlite.Insert
+) -> tuple[ColumnElement[bool], Decided]:
+    """Run one INSERT ... SELECT into the ledger: which rows it wrote (a condition on their
+    ids), and how many by status."""
     if connection.dialect.name == "postgresql":
-        return deliveries.c.id == any_(literal(ids, postgresql.ARRAY(BigInteger())))
-    return and_(deliveries.c.rule_id == rule.id, deliveries.c.id.between(min(ids), max(ids)))
+        # The sequence may interleave other sessions' rows: take the ids themselves.
+        returned = statement.returning(deliveries.c.id, deliveries.c.status)
+        rows = connection.execute(returned).all()
+        ids = literal([row.id for row in rows], postgresql.ARRAY(BigInteger()))
+        return deliveries.c.id == any_(ids), Decided(Counter(row.status for row in rows))
+    # SQLite has one writer at a time and numbers new rows after the last one: the rows this
+    # statement wrote are the range that ends at its last rowid. Counting them there is
+    # cheaper than fetching them back with RETURNING.
+    last = connection.execute(statement).lastrowid
+    # Not the cursor's rowcount: sqlite3 reports -1 for a statement that starts with WITH.
+    count = int(connection.execute(select(func.changes())).scalar_one())
+    if count <= 0 or last is None:
+        return false(), Decided(Counter())
+    written = deliveries.c.id.between(last - count + 1, last)
+    by_status = (
+        select(deliveries.c.status, func.count()).where(written).group_by(deliveries.c.status)
+    )
+    return written, Decided(Counter({row[0]: row[1] for row in connection.execute(by_status)}))
 
 
 def _delivery_row(p: Planned, now: datetime) -> dict[str, Any]:
