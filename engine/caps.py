@@ -22,6 +22,11 @@ class FrequencyCap:
         self.fetch = fetch
         self.times: dict[str, list[datetime]] = {}
 
+    def forget(self) -> None:
+        """Drop what it remembered: a tick calls this between rules, once the ledger holds
+        every email it let through, and some it never saw (rows written in SQL)."""
+        self.times.clear()
+
     def apply(self, rule: Rule, batch: list[Planned]) -> list[Planned]:
         if self.limit is None:
             return batch

@@ -12,13 +12,19 @@ from engine.model import SIGNED_UP, SkipReason, Status
 from engine.rules import Rule
 from engine.timing import QuietHours, next_allowed, zone
 
-_HASH_SPACE = 2**64
+HOLDOUT_KEY_BYTES = 8
+_HASH_SPACE = 1 << (8 * HOLDOUT_KEY_BYTES)
+
+
+def holdout_key(rule_id: str, user_id: str) -> bytes:
+    """The bytes of the hash of (rule, user) that place the user in or out of the holdout
+    (engine/decide_sql.py compares them in SQL)."""
+    return hashlib.sha256(f"{rule_id}\x00{user_id}".encode()).digest()[:HOLDOUT_KEY_BYTES]
 
 
 def holdout_bucket(rule_id: str, user_id: str) -> float:
     """A stable number in [0, 100) for (rule, user): the same user is always in or out."""
-    digest = hashlib.sha256(f"{rule_id}\x00{user_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / _HASH_SPACE * 100
+    return int.from_bytes(holdout_key(rule_id, user_id), "big") / _HASH_SPACE * 100
 
 
 def in_holdout(rule: Rule, user_id: str) -> bool:
@@ -27,8 +33,12 @@ def in_holdout(rule: Rule, user_id: str) -> bool:
 
 def message_id(rule_id: str, user_id: str, domain: str) -> str:
     """Derived from the ledger key, so a re-send of the same row carries the same id."""
-    user_hash = hashlib.sha256(user_id.encode()).hexdigest()[:20]
-    return f"<{rule_id}.{user_hash}@{domain}>"
+    return f"<{rule_id}.{user_hash(user_id)}@{domain}>"
+
+
+def user_hash(user_id: str) -> str:
+    """The user's part of a Message-ID: no user id in a header, and the same every time."""
+    return hashlib.sha256(user_id.encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)

@@ -104,26 +104,37 @@ def candidates(
     *,
     user_ids: Sequence[str] | None = None,
     ordered: bool = False,
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> Select[Any]:
-    """Users (with anchor and suppression) for whom `rule` fires at `now` and has not fired."""
+    """Users (with anchor and suppression) for whom `rule` fires at `now` and has not fired;
+    `where` narrows them further (the tick splits them by what the daily cap can do)."""
     compiled = compile_rule(rule, now)
-    source: FromClause = users
-    if compiled.anchor is not None:
-        source = compiled.anchor.join(users, users.c.id == compiled.anchor.c.user_id)
-    statement = (
-        select(
-            *USER_COLUMNS,
-            *compiled.anchor_columns(),
-            suppression().label("suppression_reason"),
-        )
-        .select_from(source)
-        .where(*compiled.anchor_match, *(clause for _, clause in compiled.conditions))
+    statement = firings(
+        compiled,
+        [*USER_COLUMNS, *compiled.anchor_columns(), suppression().label("suppression_reason")],
+        where,
     )
     if user_ids is not None:
         statement = statement.where(users.c.id.in_(list(user_ids)))
     if ordered:
         statement = statement.order_by(compiled.anchor_at, users.c.id)
     return statement
+
+
+def firings(
+    compiled: Compiled,
+    columns: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]] = (),
+) -> Select[Any]:
+    """`columns` of the users (and anchor events) for whom the compiled rule fires."""
+    source: FromClause = users
+    if compiled.anchor is not None:
+        source = compiled.anchor.join(users, users.c.id == compiled.anchor.c.user_id)
+    return (
+        select(*columns)
+        .select_from(source)
+        .where(*compiled.anchor_match, *(clause for _, clause in compiled.conditions), *where)
+    )
 
 
 def _audience(rule: Rule) -> list[Condition]:

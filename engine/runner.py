@@ -18,10 +18,12 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from engine.caps import WINDOW, FrequencyCap
 from engine.config import Config
 from engine.decide import Candidate, Planned, anchor_name, decide
+from engine.decide_sql import Settings, fits_in_sql, in_python
 from engine.errors import TemplateError
 from engine.metrics import Metrics
 from engine.model import SkipReason, Status
@@ -118,6 +120,9 @@ class Runner:
 
     # ---- evaluation --------------------------------------------------------------------
 
+    # A tick writes in SQL what SQL can decide; tests turn it off to compare with decide().
+    set_based = True
+
     def plan(
         self,
         now: datetime,
@@ -139,8 +144,10 @@ class Runner:
         *,
         user_ids: Sequence[str] | None = None,
         ordered: bool = False,
+        where: Sequence[ColumnElement[bool]] = (),
     ) -> Iterator[list[Planned]]:
-        for batch in self.store.candidates(rule, now, user_ids=user_ids, ordered=ordered):
+        batches = self.store.candidates(rule, now, user_ids=user_ids, ordered=ordered, where=where)
+        for batch in batches:
             yield cap.apply(rule, [self.decide(rule, c, now) for c in batch])
 
     def _selected(self, rule_ids: Sequence[str] | None) -> list[Rule]:
@@ -157,6 +164,16 @@ class Runner:
             return self.store.email_times(user_ids, now - WINDOW, now + 2 * WINDOW)
 
         return FrequencyCap(self.config.mail.daily_cap, fetch)
+
+    def _settings(self) -> Settings:
+        mail = self.config.mail
+        return Settings(
+            guide_ttl=self.config.defaults.guide_ttl,
+            domain=self.domain,
+            quiet_hours=mail.quiet_hours,
+            daily_cap=mail.daily_cap,
+            default_timezone=self.config.defaults.timezone,
+        )
 
     def decide(self, rule: Rule, candidate: Candidate, now: datetime) -> Planned:
         """What happens to one firing under this config (explain asks the same question)."""
@@ -250,15 +267,38 @@ class Runner:
         return report
 
     def _evaluate(self, rule: Rule, now: datetime, cap: FrequencyCap, report: TickReport) -> None:
+        """Write the rule's rows: in SQL where SQL can decide them (engine/decide_sql.py),
+        through `decide()` and the cap for the rest. Both give the rows the dry run plans."""
         if self.metrics is not None:
             self.metrics.rule_evaluations.labels(rule.id).inc()
-        for planned in self._plan_rule(rule, now, cap):
-            for written in self.store.record(planned, now):
-                report.written[f"{rule.id}/{written.status.value}"] += 1
-                if self.metrics is not None:
-                    self.metrics.rule_matches.labels(rule.id).inc()
-                    if written.sets_guide:  # the flag is written with the row: set now
-                        self.metrics.deliveries.labels("sent", "guide").inc()
+        # Earlier rules' emails are in the ledger now, where the cap reads them afresh: it
+        # never saw those written in SQL.
+        cap.forget()
+        rest: tuple[ColumnElement[bool], ...] = ()
+        settings = self._settings()
+        if self.set_based and fits_in_sql(rule):
+            python = in_python(rule, settings, now)
+            in_sql = () if python is None else (~python,)
+            decided = self.store.record_decided(rule, now, settings, in_sql)
+            self._count(rule, report, decided.statuses, decided.guide_flags)
+            if python is None:
+                return
+            rest = (python,)
+        for planned in self._plan_rule(rule, now, cap, where=rest):
+            written = self.store.record(planned, now)
+            statuses = Counter(p.status.value for p in written)
+            self._count(rule, report, statuses, sum(1 for p in written if p.sets_guide))
+
+    def _count(
+        self, rule: Rule, report: TickReport, statuses: Counter[str], guide_flags: int
+    ) -> None:
+        for status, rows in statuses.items():
+            report.written[f"{rule.id}/{status}"] += rows
+        if self.metrics is not None:
+            if statuses:
+                self.metrics.rule_matches.labels(rule.id).inc(statuses.total())
+            if guide_flags:  # the flag is written with the row: set now
+                self.metrics.deliveries.labels("sent", "guide").inc(guide_flags)
 
     def dispatch(
         self,

@@ -5,6 +5,7 @@ JSON merging, row locks) stay inside this file."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -15,14 +16,17 @@ from typing import Any, Protocol
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
     Table,
+    any_,
     bindparam,
     case,
     create_engine,
     delete,
     event,
+    false,
     func,
     literal,
     or_,
@@ -34,6 +38,14 @@ from sqlalchemy.engine import URL, Dialect, Row
 from sqlalchemy.sql import ColumnElement, Select
 
 from engine.decide import Candidate, Planned
+from engine.decide_sql import (
+    FLAG_COLUMNS,
+    LEDGER_COLUMNS,
+    SQLITE_FUNCTIONS,
+    Settings,
+    flags_select,
+    ledger_insert,
+)
 from engine.evaluate import candidates as candidates_query
 from engine.model import EMAIL_COUNTED, USER_FIELDS, Event, Status, User, UserState
 from engine.rules import Rule
@@ -71,6 +83,8 @@ def connect(url: str, *, echo: bool = False) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    for name, (arguments, function) in SQLITE_FUNCTIONS.items():
+        dbapi_connection.create_function(name, arguments, function, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
@@ -135,6 +149,14 @@ class Alias:
     user_id: str
 
 
+@dataclass
+class Decided:
+    """What `record_decided` wrote: ledger rows by status, and guide flags."""
+
+    statuses: Counter[str]
+    guide_flags: int = 0
+
+
 @dataclass(frozen=True)
 class Due:
     """A claimed email delivery with what rendering it needs."""
@@ -173,9 +195,10 @@ class Store:
         *,
         user_ids: Sequence[str] | None = None,
         ordered: bool = False,
+        where: Sequence[ColumnElement[bool]] = (),
     ) -> Iterator[list[Candidate]]:
         """The rule's firings at `now`, in bounded batches (memory does not grow with N)."""
-        statement = candidates_query(rule, now, user_ids=user_ids, ordered=ordered)
+        statement = candidates_query(rule, now, user_ids=user_ids, ordered=ordered, where=where)
         with self.engine.connect() as connection:
             # Per statement, not per connection: a replay runs every query on one connection.
             result = connection.execute(statement.execution_options(yield_per=BATCH))
@@ -202,6 +225,32 @@ class Store:
             if flags:
                 connection.execute(guide_flags.insert(), flags)
         return [p for _, p in written]
+
+    def record_decided(
+        self,
+        rule: Rule,
+        now: datetime,
+        settings: Settings,
+        where: Sequence[ColumnElement[bool]] = (),
+    ) -> Decided:
+        """Write the rule's ledger rows and their guide flags without reading them into
+        Python: one INSERT ... SELECT with the decisions in SQL (engine/decide_sql.py), "on
+        conflict do nothing" like `record`, then the flags of the rows it wrote; one
+        transaction."""
+        select_rows = ledger_insert(rule, now, settings, tuple(where))
+        with self.engine.begin() as connection:
+            statement = (
+                _insert(connection, deliveries)
+                .from_select(LEDGER_COLUMNS, select_rows)
+                .on_conflict_do_nothing(index_elements=["rule_id", "user_id"])
+            )
+            written, decided = _insert_decided(connection, statement)
+            if rule.send.guide and decided.statuses:
+                flags = flags_select(rule, now, settings, written)
+                connection.execute(guide_flags.insert().from_select(FLAG_COLUMNS, flags))
+                # Every row but the held-out ones gets its flag (psycopg gives no rowcount).
+                decided.guide_flags = decided.statuses.total() - decided.statuses["held_out"]
+        return decided
 
     # ---- dispatch ----------------------------------------------------------------------
 
@@ -875,6 +924,32 @@ def _candidate(row: Row[Any]) -> Candidate:
         suppressed=row.suppression_reason is not None,
         suppression_reason=row.suppression_reason,
     )
+
+
+def _insert_decided(
+    connection: Connection, statement: postgresql.Insert | sqlite.Insert
+) -> tuple[ColumnElement[bool], Decided]:
+    """Run one INSERT ... SELECT into the ledger: which rows it wrote (a condition on their
+    ids), and how many by status."""
+    if connection.dialect.name == "postgresql":
+        # The sequence may interleave other sessions' rows: take the ids themselves.
+        returned = statement.returning(deliveries.c.id, deliveries.c.status)
+        rows = connection.execute(returned).all()
+        ids = literal([row.id for row in rows], postgresql.ARRAY(BigInteger()))
+        return deliveries.c.id == any_(ids), Decided(Counter(row.status for row in rows))
+    # SQLite has one writer at a time and numbers new rows after the last one: the rows this
+    # statement wrote are the range that ends at its last rowid. Counting them there is
+    # cheaper than fetching them back with RETURNING.
+    last = connection.execute(statement).lastrowid
+    # Not the cursor's rowcount: sqlite3 reports -1 for a statement that starts with WITH.
+    count = int(connection.execute(select(func.changes())).scalar_one())
+    if count <= 0 or last is None:
+        return false(), Decided(Counter())
+    written = deliveries.c.id.between(last - count + 1, last)
+    by_status = (
+        select(deliveries.c.status, func.count()).where(written).group_by(deliveries.c.status)
+    )
+    return written, Decided(Counter({row[0]: row[1] for row in connection.execute(by_status)}))
 
 
 def _delivery_row(p: Planned, now: datetime) -> dict[str, Any]:

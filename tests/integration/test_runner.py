@@ -9,13 +9,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.sql.elements import ColumnElement
 
 from engine.config import Config
 from engine.decide import Candidate
+from engine.decide_sql import Settings
 from engine.render import Renderer
 from engine.rules import Rule, RuleSet, load_rules
 from engine.runner import Runner
-from engine.store import Store, UserUpsert, connect
+from engine.store import Decided, Store, UserUpsert, connect
 from engine.transports.mail import RecordingTransport
 
 RULES = """
@@ -116,10 +118,22 @@ class BrokenForOneRule(Store):
         *,
         user_ids: Sequence[str] | None = None,
         ordered: bool = False,
+        where: Sequence[ColumnElement[bool]] = (),
     ) -> Iterator[list[Candidate]]:
         if rule.id == "welcome":
             raise RuntimeError("database said no")
-        return super().candidates(rule, now, user_ids=user_ids, ordered=ordered)
+        return super().candidates(rule, now, user_ids=user_ids, ordered=ordered, where=where)
+
+    def record_decided(
+        self,
+        rule: Rule,
+        now: datetime,
+        settings: Settings,
+        where: Sequence[ColumnElement[bool]] = (),
+    ) -> Decided:
+        if rule.id == "welcome":
+            raise RuntimeError("database said no")
+        return super().record_decided(rule, now, settings, where)
 
 
 def test_one_failing_rule_does_not_stop_the_others(
