@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, select
 
 from engine.schema import rule_leases
-from engine.store import _insert
+from engine.store import upsert_statement
 
 
 class Leases:
@@ -31,7 +31,7 @@ class Leases:
         held = []
         with self.engine.begin() as connection:
             for rule_id in sorted(rule_ids):  # one order everywhere: no deadlocks
-                statement = _insert(connection, rule_leases).values(
+                statement = upsert_statement(connection, rule_leases).values(
                     rule_id=rule_id, holder=self.holder, expires_at=now + period
                 )
                 taken = statement.on_conflict_do_update(

@@ -102,7 +102,7 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def _insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+def upsert_statement(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """The dialect's INSERT, which has ON CONFLICT (same spelling on both)."""
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -214,7 +214,7 @@ class Store:
             return []
         with self.engine.begin() as connection:
             statement = (
-                _insert(connection, deliveries)
+                upsert_statement(connection, deliveries)
                 .on_conflict_do_nothing(index_elements=["rule_id", "user_id"])
                 .returning(deliveries.c.id, deliveries.c.rule_id, deliveries.c.user_id)
             )
@@ -240,7 +240,7 @@ class Store:
         select_rows = ledger_insert(rule, now, settings, tuple(where))
         with self.engine.begin() as connection:
             statement = (
-                _insert(connection, deliveries)
+                upsert_statement(connection, deliveries)
                 .from_select(LEDGER_COLUMNS, select_rows)
                 .on_conflict_do_nothing(index_elements=["rule_id", "user_id"])
             )
@@ -443,7 +443,7 @@ class Store:
             return 0
         with self.engine.begin() as connection:
             connection.execute(
-                _insert(connection, users).on_conflict_do_nothing(index_elements=["id"]),
+                upsert_statement(connection, users).on_conflict_do_nothing(index_elements=["id"]),
                 [_user_row(r, now) for r in merged],
             )
             ids = [r.id for r in merged]
@@ -475,7 +475,7 @@ class Store:
             for r in records
         ]
         with self.engine.begin() as connection:
-            statement = _insert(connection, events).on_conflict_do_nothing(
+            statement = upsert_statement(connection, events).on_conflict_do_nothing(
                 index_elements=["message_id"]
             )
             if connection.dialect.name == "sqlite":
@@ -494,7 +494,7 @@ class Store:
     ) -> None:
         with self.engine.begin() as connection:
             connection.execute(
-                _insert(connection, suppressions).on_conflict_do_nothing(),
+                upsert_statement(connection, suppressions).on_conflict_do_nothing(),
                 {
                     "user_id": user_id,
                     "email": email.lower() if email else None,
@@ -564,7 +564,7 @@ class Store:
             if known is None:
                 return False
             inserted = connection.execute(
-                _insert(connection, suppressions)
+                upsert_statement(connection, suppressions)
                 .on_conflict_do_nothing()
                 .returning(suppressions.c.id),
                 {"user_id": user_id, "email": None, "reason": "unsubscribed", "created_at": now},
@@ -723,7 +723,9 @@ class Store:
             return 0
         with self.engine.begin() as connection:
             connection.execute(
-                _insert(connection, accounts).on_conflict_do_nothing(index_elements=["id"]),
+                upsert_statement(connection, accounts).on_conflict_do_nothing(
+                    index_elements=["id"]
+                ),
                 [
                     {"id": r.id, "traits": r.traits, "created_at": now, "updated_at": now}
                     for r in merged.values()
