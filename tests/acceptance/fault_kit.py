@@ -91,7 +91,9 @@ def exit_code(daemon: ProbedDaemon, seconds: float = WAIT) -> int:
 
 
 def stop(daemon: ProbedDaemon) -> None:
-    """SIGTERM and a clean exit."""
+    """SIGTERM and a clean exit, once it handles signals (a SIGTERM while Python is still
+    importing ends it the default way, by the signal)."""
+    daemon.wait_for(lambda: "lifecycle daemon:" in daemon.output, "the daemon's start", WAIT)
     code = daemon.stop()
     assert code == 0, daemon.tail()
 

@@ -6,7 +6,6 @@ every guide flag exists once. Every wait is bounded; only loopback addresses."""
 from __future__ import annotations
 
 import random
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,6 @@ from tests.acceptance.fault_kit import (
     check_exactly_once,
     due_project,
     ensure_dead,
-    exit_code,
     kill,
     settled,
     start,
@@ -112,8 +110,7 @@ def test_three_replicas_with_random_kills_deliver_each_email_once(
             kill(replicas[victim])
             kills += 1
         else:  # a clean stop now and then: a deploy rolling through
-            replicas[victim].signal(signal.SIGTERM)
-            assert exit_code(replicas[victim]) == 0, replicas[victim].output
+            stop(replicas[victim])
         replicas[victim] = start(project)
         daemons.append(replicas[victim])
     assert kills > 0
