@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import io
+import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from engine.transports import mail
 from engine.transports.mail import (
     ConsoleTransport,
     Envelope,
@@ -217,3 +219,25 @@ def test_recording_transport_can_raise() -> None:
     transport.fail_with = None
     assert transport.send(build_message(make_envelope())) == "recorded #1"
     assert len(transport.messages) == 1
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"subject": "Bienvenue, café ☕", "to": "Zoë Ünal <zoe@example.com>"},
+        {"unsubscribe_url": "https://app.airtouch.example/u/" + "x" * 400, "reply_to": None},
+    ],
+)
+def test_the_cached_header_classes_build_the_very_bytes_of_the_standard_policy(
+    overrides: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    envelope = make_envelope(**overrides)
+
+    def built() -> bytes:  # the MIME boundary is random: everything else must match
+        return re.sub(rb"={15}\d+==", b"BOUNDARY", build_message(envelope).as_bytes())
+
+    ours = [built(), built()]  # the second message reuses the header classes
+    monkeypatch.setattr(mail, "POLICY", email.policy.default.clone(max_line_length=998))
+    standard = built()
+    assert ours == [standard, standard]
