@@ -22,11 +22,15 @@ from bench.machine import Machine
 from bench.per_rule import per_rule
 from bench.reference_run import disagreements, run_reference
 from bench.results import DbResult, print_report, write_json
+from bench.scale import run_scale, sizes
+from bench.scale_report import print_scale, write_scale_json
 from bench.timing import peak_rss_mb, timed
 from engine.app import App
 from engine.demo import Population
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
+SCALE_JSON = ROOT / "bench" / "results" / "scale-latest.json"
+HISTORY_DEFAULT = 5
 T = TypeVar("T")
 WIDE = 160
 
@@ -56,13 +60,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="spread (default): every k-th id; first: the first N user ids in order",
     )
     parser.add_argument("--repeat", type=_positive, default=3, help="timed runs (median)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write figures")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help=f"where to write figures (default {DEFAULT_JSON.relative_to(ROOT)}, "
+        f"with --scale {SCALE_JSON.relative_to(ROOT)})",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--config", type=Path, default=None, help="take mail settings etc. from this config file"
     )
     parser.add_argument(
         "--per-rule", action="store_true", help="also break the time down rule by rule"
+    )
+    scale = parser.add_argument_group("scaling (--scale)")
+    scale.add_argument(
+        "--scale",
+        action="store_true",
+        help="instead: ticks at 10k and 100k users (first pass, steady, per rule, memory, "
+        "stale statistics); --users and --sample do not apply",
+    )
+    scale.add_argument("--million", action="store_true", help="with --scale: add 1M users")
+    scale.add_argument(
+        "--same-rate",
+        action="store_true",
+        help="with --scale: spread signups over 30 days per 10k users, so that open windows "
+        "hold as many users at every N (history grows, windows do not)",
+    )
+    scale.add_argument(
+        "--history",
+        type=int,
+        default=HISTORY_DEFAULT,
+        help="with --scale: extra page_viewed events per user, read by no rule "
+        f"(default {HISTORY_DEFAULT}: about 10 events a user, as the target states)",
     )
     return parser.parse_args(argv)
 
@@ -85,6 +116,9 @@ def _console() -> Console:
 
 
 def _run(args: argparse.Namespace, console: Console) -> None:
+    if args.scale:
+        _run_scale(args, console)
+        return
     population = _step(
         console, f"generating {args.users:,} users", lambda: make_population(args.users, args.seed)
     )
@@ -97,8 +131,18 @@ def _run(args: argparse.Namespace, console: Console) -> None:
             machine.postgresql = result.server
         results.append(result)
     print_report(console, machine, results, args.sample_pick)
-    write_json(args.json, settings(args, population), machine, results)
-    console.print(f"figures written to {args.json}")
+    path = args.json or DEFAULT_JSON
+    write_json(path, settings(args, population), machine, results)
+    console.print(f"figures written to {path}")
+
+
+def _run_scale(args: argparse.Namespace, console: Console) -> None:
+    machine = Machine()
+    points = run_scale(args, console, machine)
+    print_scale(console, machine, points)
+    path = args.json or SCALE_JSON
+    write_scale_json(path, scale_settings(args), machine, points)
+    console.print(f"figures written to {path}")
 
 
 def _freeze_heap() -> None:
@@ -179,5 +223,19 @@ def settings(args: argparse.Namespace, population: Population) -> dict[str, Any]
         "repeat": args.repeat,
         "sample": args.sample,
         "sample_pick": args.sample_pick,
+        "config": str(args.config) if args.config else None,
+    }
+
+
+def scale_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "command": " ".join(["python -m bench", *sys.argv[1:]]),
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sizes": sizes(args),
+        "same_rate": args.same_rate,
+        "history_events_per_user": args.history,
+        "seed": args.seed,
+        "now": NOW.isoformat(),
+        "repeat": args.repeat,
         "config": str(args.config) if args.config else None,
     }
