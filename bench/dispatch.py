@@ -63,12 +63,13 @@ T = TypeVar("T")
 
 # Steps timed by the subclasses, and the gaps between consecutive timed steps: the gap
 # before a step is named after the engine work that fills it (see Runner._send).
-STEPS = ("claim", "expire", "render", "send", "connect", "transmit", "mark")
+STEPS = ("claim", "expire", "render", "start", "send", "connect", "transmit", "mark")
 GAP_BEFORE = {
     "claim": "loop",
     "expire": "loop",
     "render": "context",  # rules.get, email_context, the signed unsubscribe URL
-    "send": "build",  # _envelope + build_message: the EmailMessage
+    "start": "build",  # _envelope + build_message: the EmailMessage
+    "send": "loop",  # between marking the row `sending` and handing it over: nothing
     "mark": "after_send",  # the send-duration metric, log.info
 }
 NOTES = (
@@ -175,6 +176,13 @@ class TimingStore(Store):
         finally:
             self.recorder.end("mark", started)
 
+    def start_sending(self, delivery_id: int, now: datetime) -> bool:
+        started = self.recorder.begin("start")
+        try:
+            return super().start_sending(delivery_id, now)
+        finally:
+            self.recorder.end("start", started)
+
     def expire_stale_claims(self, now: datetime, lease: timedelta, *, resend: bool) -> int:
         started = self.recorder.begin("expire")
         try:
@@ -280,6 +288,7 @@ class DbFigures:
         serialize = min(sum(self.serialize), steps["transmit"])
         rows = {
             "db_claim": steps["claim"],
+            "db_start": steps["start"],
             "db_mark": steps["mark"],
             "context": steps["context"],
             "render": steps["render"],
@@ -296,7 +305,9 @@ class DbFigures:
     def groups(self) -> dict[str, float]:
         rows = self.breakdown()
         return {
-            "database (claim + mark)": rows["db_claim"] + rows["db_mark"],
+            "database (claim, sending, mark)": rows["db_claim"]
+            + rows["db_start"]
+            + rows["db_mark"],
             "rendering (Jinja2)": rows["render"],
             "MIME (build + serialise)": rows["mime_build"] + rows["mime_serialize"],
             "SMTP conversation": rows["smtp_connect"]
@@ -312,12 +323,13 @@ class DbFigures:
 
 BREAKDOWN_LABELS = {
     "db_claim": "database: claim_due (UPDATE ... RETURNING, load users/anchors), per 100",
+    "db_start": "database: claimed -> sending, just before the send (one per email)",
     "db_mark": "database: mark sent (one transaction per email)",
     "context": "template context + signed unsubscribe URL",
     "render": "render: Jinja2 subject, text, HTML",
     "mime_build": "MIME: build_message (EmailMessage)",
     "mime_serialize": "MIME: serialise to bytes (in SmtpTransport.send; re-measured)",
-    "smtp_connect": "SMTP: connect + greeting + EHLO (once per email)",
+    "smtp_connect": "SMTP: connect + greeting + EHLO (once per session)",
     "smtp_transaction": "SMTP: MAIL, RCPT, DATA",
     "smtp_rest": "SMTP: read From/To, QUIT, close",
     "after_send": "send metric + log call",
