@@ -14,22 +14,11 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Engine
 
 from engine.demo import Population
+from engine.model import USER_FIELDS
 from engine.schema import events, users
 from engine.store import EventRecord, UserUpsert
 
-USER_COLUMNS = (
-    "id",
-    "email",
-    "persona",
-    "signup_source",
-    "signed_up_at",
-    "timezone",
-    "account_id",
-    "invited_by",
-    "traits",
-    "created_at",
-    "updated_at",
-)
+USER_COLUMNS = (*USER_FIELDS, "created_at", "updated_at")
 SECONDARY_INDEXES = (*sorted(users.indexes, key=str), *sorted(events.indexes, key=str))
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 SQLITE_CACHE_KIB = 256 * 1024

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 
+from bench.arguments import positive
 from bench.databases import DIALECTS, analyze, open_database, server_version
 from bench.dataset import DAYS, NOW, LoadFigures, load, make_population
 from bench.engine_run import ROOT, open_engine, run_engine
@@ -35,22 +36,15 @@ T = TypeVar("T")
 WIDE = 160
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark a tick of the default rule pack against hand-written SQL and "
         "against the reference evaluator, side by side, per database.",
     )
-    parser.add_argument("--users", type=_positive, default=100_000, help="synthetic users")
+    parser.add_argument("--users", type=positive, default=100_000, help="synthetic users")
     parser.add_argument("--db", choices=(*DIALECTS, "both"), default="sqlite")
-    parser.add_argument("--sample", type=_positive, default=2000, help="reference sample size")
+    parser.add_argument("--sample", type=positive, default=2000, help="reference sample size")
     parser.add_argument(
         "--sample-pick",
         choices=("first", "spread"),
@@ -59,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="spread",
         help="spread (default): every k-th id; first: the first N user ids in order",
     )
-    parser.add_argument("--repeat", type=_positive, default=3, help="timed runs (median)")
+    parser.add_argument("--repeat", type=positive, default=3, help="timed runs (median)")
     parser.add_argument(
         "--json",
         type=Path,

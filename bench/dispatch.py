@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, bindparam, func, select, update
 
+from bench.arguments import positive
 from bench.databases import DIALECTS, analyze, open_database, server_version
 from bench.dataset import NOW, load, make_population
 from bench.engine_run import ROOT, bench_config
@@ -91,20 +92,13 @@ NOTES = (
 )
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.dispatch", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--emails", type=_positive, default=800, help="due emails to dispatch")
+    parser.add_argument("--emails", type=positive, default=800, help="due emails to dispatch")
     parser.add_argument("--db", choices=(*DIALECTS, "both"), default="both")
-    parser.add_argument("--repeat", type=_positive, default=3, help="timed runs (median)")
+    parser.add_argument("--repeat", type=positive, default=3, help="timed runs (median)")
     parser.add_argument(
         "--server",
         choices=("thread", "process"),
