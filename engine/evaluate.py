@@ -84,7 +84,7 @@ def compile_rule(rule: Rule, now: datetime) -> Compiled:
         present = anchor.c.id.is_not(None)
         match = (
             anchor.c.name == rule.when.since,
-            _properties_match(anchor.c.properties, rule.when.where),
+            properties_match(anchor.c.properties, rule.when.where),
             ~_earlier_match(rule, anchor),
         )
     conditions: list[Condition] = [
@@ -147,7 +147,7 @@ def _audience(rule: Rule) -> list[Condition]:
         if ops is not None:
             clauses.append((f"audience.{name}", _column_condition(column, ops)))
     for key, ops in audience.traits.items():
-        clauses.append((f"audience.traits.{key}", _properties_match(users.c.traits, {key: ops})))
+        clauses.append((f"audience.traits.{key}", properties_match(users.c.traits, {key: ops})))
     return clauses
 
 
@@ -158,9 +158,11 @@ def _column_condition(column: ColumnElement[Any], ops: Ops) -> ColumnElement[boo
     return sql_condition(ops, read, column.is_not(None))
 
 
-def _properties_match(
+def properties_match(
     document: ColumnElement[Any], conditions: dict[str, Ops]
 ) -> ColumnElement[bool]:
+    """A JSON document (traits, event properties) against a rule's conditions, with the
+    evaluator's type-strict semantics (`engine.conditions`); the reports' goal filters too."""
     clauses = []
     for key, ops in conditions.items():
         readers = {
@@ -182,7 +184,7 @@ def _earlier_match(rule: Rule, anchor: FromClause) -> ColumnElement[bool]:
             prior.c.occurred_at < anchor.c.occurred_at,
             and_(prior.c.occurred_at == anchor.c.occurred_at, prior.c.id < anchor.c.id),
         ),
-        _properties_match(prior.c.properties, rule.when.where),
+        properties_match(prior.c.properties, rule.when.where),
     )
 
 

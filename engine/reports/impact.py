@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Select, and_, case, exists, false, func, or_, select
 from sqlalchemy.sql.expression import Subquery
 
+from engine.evaluate import properties_match
 from engine.model import Status
 from engine.reports.context import By, ReportContext
 from engine.reports.formats import format_value, pair, ratio, show
@@ -22,7 +23,6 @@ from engine.reports.sql import (
     group_columns,
     group_label,
     in_period,
-    properties_match,
     seconds_between,
     within,
 )

@@ -20,11 +20,8 @@ from sqlalchemy.sql.expression import Subquery
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeEngine
 
-from engine.conditions import sql_condition
 from engine.reports.periods import SECONDS_PER_DAY, Period
-from engine.rules import Ops
 from engine.schema import events, users
-from engine.sqljson import JsonBool, JsonNumber, JsonPresent, JsonText
 
 GROUPS = {"persona": users.c.persona, "signup_source": users.c.signup_source}
 NO_VALUE = "(none)"  # how a user without a persona (or source) is labelled
@@ -126,22 +123,6 @@ def group_label(row: Any, by: str | None) -> str:
         return "all"
     value = row._mapping["group"]
     return NO_VALUE if value is None else str(value)
-
-
-def properties_match(
-    document: ColumnElement[Any], conditions: dict[str, Ops]
-) -> ColumnElement[bool]:
-    """Event properties against a rule's `where` (goal filters), with the evaluator's
-    type-strict semantics (`engine.conditions`)."""
-    clauses = []
-    for key, ops in conditions.items():
-        readers = {
-            "text": JsonText(document, key),
-            "number": JsonNumber(document, key),
-            "bool": JsonBool(document, key),
-        }
-        clauses.append(sql_condition(ops, readers.get, JsonPresent(document, key)))
-    return and_(true(), *clauses)
 
 
 def unique(names: Sequence[str]) -> list[str]:
