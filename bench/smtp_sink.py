@@ -9,25 +9,22 @@ bounded."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import multiprocessing
 import re
-import socket
 import threading
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-HOST = "127.0.0.1"
-READY_TIMEOUT = 10.0  # seconds for the server to listen (a spawned child imports aiosmtpd)
+from bench.loopback_smtp import HOST, READY_TIMEOUT, BoundController, serve
+from bench.loopback_smtp import stop as stop_serving
+
 REPLY_TIMEOUT = 30.0  # seconds for the child process to answer a request
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
 
@@ -103,19 +100,6 @@ class _Handler:
             self.recipients = 0
 
 
-class _BoundController(Controller):
-    """Serves on a socket bound before the thread starts: the port is known up front and
-    nothing else can take it between choosing and listening."""
-
-    def __init__(self, handler: _Handler, sock: socket.socket, **kwargs: Any) -> None:
-        self._sock = sock
-        host, port = sock.getsockname()[:2]
-        super().__init__(handler, hostname=host, port=port, **kwargs)
-
-    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
-        return self.loop.create_server(self._factory_invoker, sock=self._sock)
-
-
 class ThreadSink:
     """The sink in a thread of this process."""
 
@@ -123,41 +107,19 @@ class ThreadSink:
         self.host = HOST
         self.port = 0
         self._handler = _Handler()
-        self._controller: _BoundController | None = None
+        self._controller: BoundController | None = None
 
     def start(self) -> ThreadSink:
-        # IPPROTO_TCP: asyncio turns Nagle off only on sockets that say they are TCP. Without
-        # it aiosmtpd's line-by-line EHLO reply waits for the client's delayed ACK: 40 ms a
-        # connection that a real relay, which writes its reply at once, does not cost.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((HOST, 0))
-            self.port = sock.getsockname()[1]
-            controller = _BoundController(
-                self._handler, sock, server_hostname="sink.bench", ready_timeout=READY_TIMEOUT
-            )
-        except BaseException:
-            sock.close()
-            raise
-        self._controller = controller
-        try:
-            controller.start()
-        except BaseException:
-            self.stop()
-            raise
+        if self._controller is not None:
+            raise RuntimeError("the SMTP sink is already running")
+        self._controller = serve(self._handler, server_hostname="sink.bench")
+        self.port = self._controller.port
         return self
 
     def stop(self) -> None:
         controller, self._controller = self._controller, None
-        if controller is None:
-            return
-        try:
-            controller.stop(no_assert=True)
-        finally:
-            if not controller.loop.is_closed():
-                controller.loop.close()
-            controller._sock.close()
+        if controller is not None:
+            stop_serving(controller)
 
     def snapshot(self) -> Received:
         return self._handler.snapshot()

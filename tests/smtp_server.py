@@ -14,12 +14,10 @@ import atexit
 import email
 import email.policy
 import shutil
-import socket
 import ssl
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -27,14 +25,14 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-HOST = "127.0.0.1"
+from bench.loopback_smtp import HOST, BoundController, serve
+from bench.loopback_smtp import stop as stop_serving
+
 USERNAME = "mailer"
 PASSWORD = "correct horse battery staple"
-READY_TIMEOUT = 5.0  # seconds for the server thread to start listening
 
 
 @dataclass(frozen=True)
@@ -175,19 +173,6 @@ class _Handler:
         return f"250 2.0.0 Ok: queued as TEST{number:04d}"
 
 
-class _BoundController(Controller):
-    """Serves on a socket bound before the thread starts: the port is known up front and no
-    other process can take it between choosing and listening (no free-port race)."""
-
-    def __init__(self, handler: _Handler, sock: socket.socket, **kwargs: Any) -> None:
-        self._sock = sock
-        host, port = sock.getsockname()[:2]
-        super().__init__(handler, hostname=host, port=port, **kwargs)
-
-    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
-        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
-
-
 class SmtpServer:
     """A programmable SMTP server on 127.0.0.1 and a free port.
 
@@ -210,62 +195,37 @@ class SmtpServer:
         self.ssl_context = ssl_context
         self.auth = auth
         self._handler = _Handler()
-        self._controller: _BoundController | None = None
+        self._controller: BoundController | None = None
         self.host = HOST
         self.port = 0
 
     def start(self) -> SmtpServer:
         if self._controller is not None:
             raise RuntimeError("the SMTP server is already running")
-        # IPPROTO_TCP: asyncio turns Nagle off only on sockets that say they are TCP; with it
-        # on, each line of the EHLO reply waits ~40 ms for the client's delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((HOST, self.requested_port))
-            self.port = sock.getsockname()[1]
-            smtp_options: dict[str, Any] = {}
-            if self.tls_context is not None:
-                smtp_options["tls_context"] = self.tls_context
-            if self.auth is not None:
-                self._handler.auth_required = True
-                # Like a real submission server: with STARTTLS on offer, AUTH only after it.
-                smtp_options.update(
-                    authenticator=self._authenticate,
-                    auth_require_tls=self.tls_context is not None,
-                )
-            # The controller owns its event loop from construction, so build it only here,
-            # where stop() is guaranteed to close it.
-            controller = _BoundController(
-                self._handler,
-                sock,
-                ssl_context=self.ssl_context,
-                server_hostname="smtp.test",
-                ready_timeout=READY_TIMEOUT,
-                **smtp_options,
+        smtp_options: dict[str, Any] = {}
+        if self.tls_context is not None:
+            smtp_options["tls_context"] = self.tls_context
+        if self.auth is not None:
+            self._handler.auth_required = True
+            # Like a real submission server: with STARTTLS on offer, AUTH only after it.
+            smtp_options.update(
+                authenticator=self._authenticate,
+                auth_require_tls=self.tls_context is not None,
             )
-        except BaseException:
-            sock.close()
-            raise
-        self._controller = controller
-        try:
-            controller.start()
-        except BaseException:
-            self.stop()
-            raise
+        self._controller = serve(
+            self._handler,
+            self.requested_port,
+            ssl_context=self.ssl_context,
+            server_hostname="smtp.test",
+            **smtp_options,
+        )
+        self.port = self._controller.port
         return self
 
     def stop(self) -> None:
         controller, self._controller = self._controller, None
-        if controller is None:
-            return
-        try:
-            controller.stop(no_assert=True)
-        finally:
-            # Only reached unclosed when the server never got to serve (a failed start).
-            if not controller.loop.is_closed():
-                controller.loop.close()
-            controller._sock.close()
+        if controller is not None:
+            stop_serving(controller)
 
     def __enter__(self) -> SmtpServer:
         return self.start()
