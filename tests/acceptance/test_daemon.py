@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,14 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.acceptance.conftest import Project, make_project
-
-SCRIPT = Path(sys.executable).parent / "lifecycle"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.acceptance.probed_daemon import SCRIPT, free_port
 
 
 def wait_for(
