@@ -352,6 +352,8 @@ class Runner:
                     rest = [d.id for d in due[index:]]
                     self._unwritten.append(partial(self.store.release_claims, rest, now))
                     raise
+                if status is None:
+                    continue  # the claim expired under us: another dispatcher owns the row
                 outcome[status.value] += 1
                 if self.metrics is not None:
                     self.metrics.deliveries.labels(status.value, "email").inc()
@@ -369,7 +371,8 @@ class Runner:
             self._unwritten.append(partial(self.store.mark, delivery_id, status, now, **fields))
             raise
 
-    def _send(self, item: Due, now: datetime) -> Status:
+    def _send(self, item: Due, now: datetime) -> Status | None:
+        """Render and send one claimed email; its new status, or None when it was not ours."""
         try:
             rule = self.rules.get(item.rule_id)
         except KeyError:
@@ -391,7 +394,7 @@ class Runner:
         message = build_message(self._envelope(item, rendered, now, unsubscribe))
         if not self.store.start_sending(item.id, now):
             log.warning("delivery %s: the claim expired before sending; not sent", item.id)
-            return Status.CLAIMED  # another dispatcher may have it now; nothing written here
+            return None
         try:
             sent = time.perf_counter()
             try:

@@ -357,3 +357,14 @@ def test_the_header_carries_the_same_unsubscribe_link_as_the_bodies(
     text = message.get_body(("plain",))
     assert text is not None
     assert link in text.get_content()
+
+
+def test_a_claim_handed_back_cannot_start_sending(
+    project: Path, store: Store, now: datetime
+) -> None:
+    seed(store, now, "u1")
+    runner(project, store, ScriptedTransport()).tick(now, dispatch=False)
+    (due,) = store.claim_due(now)
+    assert store.release_claims([due.id], now) == 1
+    assert not store.start_sending(due.id, now)  # its dispatcher must not send it now
+    assert rows(store)["welcome/u1"]["status"] == "pending"
