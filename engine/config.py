@@ -22,8 +22,8 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from engine.durations import parse_duration
@@ -67,14 +67,20 @@ class SchedulerConfig(_Section):
             raise ValueError("must be longer than 0")
         return value
 
-    @model_validator(mode="after")
-    def _lease_outlives_a_tick(self) -> SchedulerConfig:
-        if self.lease is not None and self.lease <= self.tick:
+    @field_validator("lease")
+    @classmethod
+    def _lease_outlives_a_tick(
+        cls, value: timedelta | None, info: ValidationInfo
+    ) -> timedelta | None:
+        # A field validator, not a model one, so that the error names `scheduler.lease` and
+        # where its value came from (its line, or its environment variable).
+        tick = info.data.get("tick")
+        if value is not None and tick is not None and value <= tick:
             raise ValueError(
-                f"lease ({self.lease}) must be longer than tick ({self.tick}), or the "
-                "replica evaluating a rule loses it between two ticks"
+                f"must be longer than scheduler.tick ({tick}), or the replica evaluating a "
+                "rule loses it between two ticks"
             )
-        return self
+        return value
 
     @property
     def lease_period(self) -> timedelta:

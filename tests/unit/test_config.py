@@ -383,7 +383,13 @@ def test_the_scheduler_defaults_and_the_lease_of_three_ticks(tmp_path: Path) -> 
 def test_a_lease_no_longer_than_a_tick_is_an_error_naming_the_line(tmp_path: Path) -> None:
     path = write_config(tmp_path, "database: {}\nscheduler:\n  tick: 1m\n  lease: 1m\n")
     (problem,) = config_errors(path)
-    assert problem.startswith(f"{path}:2: scheduler: lease (0:01:00) must be longer than tick")
+    assert problem.startswith(f"{path}:4: scheduler.lease: must be longer than scheduler.tick")
+
+
+def test_a_lease_from_the_environment_is_blamed_on_its_variable(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "scheduler: {tick: 1m}\n")
+    (problem,) = config_errors(path, {"LIFECYCLE_SCHEDULER__LEASE": "30s"})
+    assert problem.startswith("environment LIFECYCLE_SCHEDULER__LEASE: scheduler.lease: must be")
 
 
 def test_intervals_must_be_positive(tmp_path: Path) -> None:
