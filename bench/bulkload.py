@@ -13,10 +13,10 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Engine
 
-from engine.demo import Population
 from engine.model import USER_FIELDS
-from engine.schema import events, users
+from engine.sql.schema import events, users
 from engine.store import EventRecord, UserUpsert
+from engine.whatif.population import Population
 
 USER_COLUMNS = (*USER_FIELDS, "created_at", "updated_at")
 SECONDARY_INDEXES = (*sorted(users.indexes, key=str), *sorted(events.indexes, key=str))

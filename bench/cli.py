@@ -26,8 +26,8 @@ from bench.results import DbResult, print_report, write_json
 from bench.scale import run_scale, sizes
 from bench.scale_report import print_scale, write_scale_json
 from bench.timing import peak_rss_mb, timed
-from engine.app import App
-from engine.demo import Population
+from engine.app.wiring import App
+from engine.whatif.population import Population
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
 SCALE_JSON = ROOT / "bench" / "results" / "scale-latest.json"

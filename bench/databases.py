@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, func, make_url, select, text
 
-from engine.schema import deliveries, guide_flags
+from engine.sql.schema import deliveries, guide_flags
 
 PG_URL_ENV = "LIFECYCLE_BENCH_PG_URL"
 PG_DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -19,8 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from engine.demo import Population, generate
 from engine.store import Store
+from engine.whatif.population import Population, generate
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 DAYS = 30
@@ -58,8 +58,8 @@ def load(store: Store, population: Population, console: Console) -> None:
         task = progress.add_task(
             f"loading into {store.dialect}", total=len(population.users) + len(population.events)
         )
-        _feed(progress, task, population.users, lambda c: store.upsert_users(c, NOW))
-        _feed(progress, task, population.events, lambda c: store.insert_events(c, NOW))
+        _feed(progress, task, population.users, lambda c: store.people.upsert_users(c, NOW))
+        _feed(progress, task, population.events, lambda c: store.people.insert_events(c, NOW))
 
 
 def _feed(

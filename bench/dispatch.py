@@ -43,15 +43,16 @@ from bench.errors import BenchError
 from bench.machine import Machine
 from bench.smtp_sink import ProcessSink, Received, Sink, ThreadSink
 from bench.timing import timed
-from engine.app import load_rule_set
+from engine.app.wiring import load_rule_set
 from engine.config import Config, SmtpConfig
-from engine.metrics import Metrics
+from engine.delivery.render import RenderedEmail, Renderer
+from engine.delivery.smtp import SmtpTransport
 from engine.model import Status
-from engine.render import RenderedEmail, Renderer
 from engine.runner import Runner
-from engine.schema import deliveries
-from engine.store import Due, Store, connect, migrate
-from engine.transports.smtp import SmtpTransport
+from engine.sql.schema import deliveries
+from engine.store import Store, connect, migrate
+from engine.store.testing import intercept
+from engine.telemetry.metrics import Metrics
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "dispatch.json"
 CONFIG_FILE = ROOT / "config.yaml"  # the shipped settings (brand, links, From), mail overridden
@@ -140,49 +141,27 @@ class Recorder:
             self.since = ended
 
 
-class TimingStore(Store):
-    """The engine's Store; the dispatcher's database calls timed."""
+def timing_store(store: Store, recorder: Recorder) -> Store:
+    """The engine's Store; the dispatcher's database calls timed (through the store's seam)."""
 
-    def __init__(self, engine: Engine, recorder: Recorder) -> None:
-        super().__init__(engine)
-        self.recorder = recorder
+    def timed(step: str) -> Callable[..., Any]:
+        def around(real: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            started = recorder.begin(step)
+            try:
+                return real(*args, **kwargs)
+            finally:
+                recorder.end(step, started)
 
-    def claim_due(self, now: datetime, limit: int = 100) -> list[Due]:
-        started = self.recorder.begin("claim")
-        try:
-            return super().claim_due(now, limit)
-        finally:
-            self.recorder.end("claim", started)
+        return around
 
-    def mark(
-        self,
-        delivery_id: int,
-        status: Status,
-        now: datetime,
-        *,
-        reason: str | None = None,
-        reply: str | None = None,
-        send_at: datetime | None = None,
-    ) -> None:
-        started = self.recorder.begin("mark")
-        try:
-            super().mark(delivery_id, status, now, reason=reason, reply=reply, send_at=send_at)
-        finally:
-            self.recorder.end("mark", started)
-
-    def start_sending(self, delivery_id: int, now: datetime) -> bool:
-        started = self.recorder.begin("start")
-        try:
-            return super().start_sending(delivery_id, now)
-        finally:
-            self.recorder.end("start", started)
-
-    def expire_stale_claims(self, now: datetime, lease: timedelta, *, resend: bool) -> int:
-        started = self.recorder.begin("expire")
-        try:
-            return super().expire_stale_claims(now, lease, resend=resend)
-        finally:
-            self.recorder.end("expire", started)
+    outbox = intercept(
+        store.outbox,
+        claim_due=timed("claim"),
+        mark=timed("mark"),
+        start_sending=timed("start"),
+        expire_stale_claims=timed("expire"),
+    )
+    return store.replacing(outbox=outbox)
 
 
 class TimingRenderer(Renderer):
@@ -456,7 +435,7 @@ def measure(dialect: str, sink: Sink, args: argparse.Namespace, console: Console
         try:
             migrate(engine)
             recorder = Recorder()
-            store = TimingStore(engine, recorder)
+            store = timing_store(Store(engine), recorder)
             renderer = TimingRenderer(config.templates_dir, recorder)
             runner = Runner(
                 store=store,

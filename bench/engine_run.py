@@ -11,12 +11,13 @@ from bench.databases import LedgerKeys, count_rows, ledger_keys, reset_ledger
 from bench.dataset import NOW
 from bench.errors import BenchError
 from bench.timing import timed
-from engine.app import App, open_app
+from engine.app.wiring import App, open_app
 from engine.config import Config, DatabaseConfig, PathsConfig, load_config
-from engine.rules import RuleSet
+from engine.delivery.testing import RecordingTransport
+from engine.rules.language import RuleSet
 from engine.runner import Runner, TickReport
+from engine.sql.candidates import candidates as candidates_query
 from engine.store import Store
-from engine.transports.mail import RecordingTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 STEADY_AFTER = timedelta(minutes=5)
@@ -95,5 +96,7 @@ def run_engine(app: App, repeats: int) -> EngineFigures:
 def query_only(store: Store, app: App, rule_id: str) -> float:
     """Seconds to run one rule's candidate query and fetch its rows (no decide, no writes)."""
     rule = app.rules.get(rule_id)
-    seconds, _ = timed(lambda: sum(len(batch) for batch in store.candidates(rule, NOW)))
+    seconds, _ = timed(
+        lambda: sum(len(batch) for batch in store.ledger.candidates(candidates_query(rule, NOW)))
+    )
     return seconds

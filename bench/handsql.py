@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, TextClause, bindparam, text
 
 from bench.errors import BenchError
-from engine.rules import RuleSet
-from engine.schema import UTCDateTime
+from engine.rules.language import RuleSet
+from engine.sql.schema import UTCDateTime
 
 H = timedelta(hours=1)
 D = timedelta(days=1)

@@ -29,10 +29,10 @@ import uvicorn
 from sqlalchemy import Engine, func, select, text
 
 from bench.databases import DIALECTS, open_database
-from engine.api import create_app
 from engine.clock import SystemClock, isoformat
 from engine.config import Config
-from engine.schema import events
+from engine.http.app import create_app
+from engine.sql.schema import events
 from engine.store import Store, connect, migrate
 
 TARGET = 0.5  # the API's rate over the raw rate; never loosen it

@@ -11,7 +11,7 @@ from bench.dataset import NOW
 from bench.engine_run import query_only, single_rule_runner, tick
 from bench.handsql import compile_pack, run_pack
 from bench.timing import median, timed
-from engine.app import App
+from engine.app.wiring import App
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from sqlalchemy import Engine, select
 from bench.databases import LedgerKeys, reset_ledger
 from bench.dataset import NOW
 from bench.timing import median, timed
-from engine.app import App
+from engine.app.wiring import App
 from engine.model import UserState
-from engine.reference import evaluate
-from engine.rules import Rule
-from engine.schema import users
+from engine.rules.language import Rule
+from engine.rules.reference import evaluate
+from engine.sql.schema import users
 
 
 @dataclass
@@ -57,7 +57,7 @@ def run_reference(
     engine = app.store.engine
     reset_ledger(engine)
     ids = sample_ids(engine, size, pick)
-    load_seconds, states = timed(lambda: list(app.store.user_states(ids)))
+    load_seconds, states = timed(lambda: list(app.store.states.user_states(ids)))
     rules = app.rules.enabled
     figures = ReferenceFigures(population, len(states), load_seconds=load_seconds)
     figures.user_ids = frozenset(ids)

@@ -24,8 +24,8 @@ from bench.scale_report import ScalePoint
 from bench.stale_stats import second_pass
 from bench.stream import Shape, stream
 from bench.timing import timed
-from engine.app import App
-from engine.demo import Population
+from engine.app.wiring import App
+from engine.whatif.population import Population
 
 SIZES = (10_000, 100_000)
 MILLION = 1_000_000

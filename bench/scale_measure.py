@@ -19,9 +19,9 @@ from bench.dataset import NOW
 from bench.engine_run import ROOT, STEADY_AFTER, single_rule_runner
 from bench.errors import BenchError
 from bench.timing import median, timed
-from engine.app import App
+from engine.app.wiring import App
 from engine.runner import Runner, TickReport
-from engine.schema import deliveries
+from engine.sql.schema import deliveries
 
 STEADY_AT = NOW + STEADY_AFTER
 CHILD_TIMEOUT = 1800  # seconds: a 1M-user first pass takes well under a minute here

@@ -19,9 +19,10 @@ from bench.databases import reset_ledger
 from bench.dataset import NOW
 from bench.scale_measure import STEADY_AT
 from bench.timing import median, timed
-from engine.app import App
+from engine.app.wiring import App
 from engine.runner import Runner
 from engine.store import Store
+from engine.store.testing import intercept
 
 LEDGER_TABLES = ("deliveries", "guide_flags")
 
@@ -39,11 +40,9 @@ class StatsFigures:
         return self.stale_second / self.fresh_second if self.fresh_second > 0 else 0.0
 
 
-class _StaleStore(Store):
-    """The engine's store with the refresh switched off."""
-
-    def analyze_ledger(self) -> bool:
-        return False
+def _stale(store: Store) -> Store:
+    """The engine's store with the refresh switched off (through the store's seam)."""
+    return store.replacing(ledger=intercept(store.ledger, analyze_ledger=lambda _real: False))
 
 
 def second_pass(app: App, repeats: int) -> StatsFigures | None:
@@ -52,14 +51,14 @@ def second_pass(app: App, repeats: int) -> StatsFigures | None:
     Stale and refreshed alternate, so that neither gets the colder caches. None when the
     first pass writes too few rows for the engine to refresh anything (small N)."""
     engine = app.store.engine
-    stale_runner = app.runner.using(store=_StaleStore(engine))
+    stale_runner = app.runner.using(store=_stale(app.store))
     stale, fresh = [], []
     with _autovacuum_off(engine):
         for _ in range(repeats):
             first_rows, seconds = _first_then_second(stale_runner, refresh=False)
             stale.append(seconds)
             reset_ledger(engine)
-            if first_rows < app.store.ANALYZE_AFTER_ROWS:
+            if first_rows < app.store.ledger.ANALYZE_AFTER_ROWS:
                 return None
             _forget_statistics(engine)
             _, seconds = _first_then_second(app.runner, refresh=True)
@@ -83,7 +82,7 @@ def _first_then_second(runner: Runner, *, refresh: bool) -> tuple[int, float]:
 
 
 def _analyze(store: Store) -> None:
-    if store.analyze_ledger():
+    if store.ledger.analyze_ledger():
         return
     with store.engine.begin() as connection:
         for table in LEDGER_TABLES:

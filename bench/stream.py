@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from engine.demo import Population, _Accounts, _events, _user
 from engine.store import EventRecord, UserUpsert
+from engine.whatif.population import Population, _Accounts, _events, _user
 
 CHUNK_USERS = 10_000
 HISTORY_EVENT = "page_viewed"

@@ -21,7 +21,7 @@ from typing import Any
 from bench.engine_run import open_engine
 from bench.errors import BenchError
 from bench.timing import timed
-from engine.app import App
+from engine.app.wiring import App
 
 PROC = Path("/proc/self")
 
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     url, at = args[0], datetime.fromisoformat(args[1])
     config = Path(args[2]) if len(args) > 2 else None
     app = open_engine(url, config)
-    app.store.ping()
+    app.store.reads.ping()
     gc.collect()
     figures = traced_tick(app, at) if trace else measured_tick(app, at)
     app.store.engine.dispose()

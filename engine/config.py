@@ -28,8 +28,8 @@ from pydantic import (
 
 from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
-from engine.timing import QuietHours
-from engine.yamlsource import load_yaml
+from engine.rules.quiet_hours import QuietHours
+from engine.rules.yamlsource import load_yaml
 
 ENV_PREFIX = "LIFECYCLE_"
 CONFIG_ENV = "LIFECYCLE_CONFIG"

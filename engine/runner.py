@@ -5,52 +5,34 @@ passed in; nothing below this module reads the clock."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
-from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.caps import WINDOW, FrequencyCap
+from engine.clock import Clock
 from engine.config import Config
-from engine.decide import Candidate, Planned, anchor_name, decide
-from engine.decide_sql import Settings, fits_in_sql, in_python
+from engine.decide.caps import WINDOW, FrequencyCap
+from engine.decide.firing import Candidate, Planned, decide
+from engine.delivery.compose import Composer
+from engine.delivery.dispatcher import Dispatcher
+from engine.delivery.mail import MailTransport
+from engine.delivery.render import RenderedEmail, Renderer
 from engine.errors import TemplateError
-from engine.metrics import Metrics
-from engine.model import SkipReason, Status
-from engine.render import RenderedEmail, Renderer, email_context
-from engine.rules import Rule, RuleSet
-from engine.store import Due, Store
-from engine.tokens import unsubscribe_url
-from engine.transports.mail import (
-    Envelope,
-    MailTransport,
-    PermanentSendError,
-    SessionTransport,
-    TransientSendError,
-    TransportSetupError,
-    UncertainSendError,
-    build_message,
-)
+from engine.model import Status
+from engine.rules.language import Rule, RuleSet
+from engine.sql.candidates import candidates as candidates_query
+from engine.sql.ledger import Settings, fits_in_sql, flags_select, in_python, ledger_insert
+from engine.store import Store
+from engine.telemetry.metrics import Metrics
 
 log = logging.getLogger("lifecycle.runner")
-
-
-def backoff(attempts: int, first: timedelta, ceiling: timedelta, jitter: float) -> timedelta:
-    """Exponential backoff with jitter: 1x, 2x, 4x ... the first delay, capped, then scaled
-    into [50%, 100%] by `jitter` in [0, 1) so that retries from one outage spread out."""
-    delay: timedelta = min(ceiling, first * 2 ** max(attempts - 1, 0))
-    scaled: timedelta = delay * (0.5 + jitter / 2)
-    return scaled
 
 
 @dataclass
@@ -87,20 +69,48 @@ class Runner:
         config: Config,
         random: Callable[[], float] = random.random,
         metrics: Metrics | None = None,
+        set_based: bool = True,
     ) -> None:
         self.store = store
-        self.rules = rules
-        self.renderer = renderer
-        self.transport = transport
         self.config = config
-        self.random = random  # jitter for retries; tests pass a fixed one
         self.domain = config.mail.domain  # parsing the From address per row cost 30% of a tick
         self.metrics = metrics  # None: nothing to export (the CLI's one-shot commands)
-        # Ledger writes a database outage interrupted mid-dispatch (a send's outcome, claims
-        # to hand back), applied by the next dispatch that reaches the database: a message
-        # the server accepted is then `sent`, not `unknown`, and the batch is not held up
-        # for a whole lease.
-        self._unwritten: list[Callable[[], object]] = []
+        # A tick writes in SQL what SQL can decide; tests turn it off to compare with decide().
+        self.set_based = set_based
+        self.composer = Composer(renderer, config)
+        self.dispatcher = Dispatcher(
+            outbox=store.outbox,
+            suppress=store.people.suppress,
+            rules=rules,
+            composer=self.composer,
+            transport=transport,
+            retry=config.mail.retry,
+            random=random,
+            metrics=metrics,
+        )
+        self._rules = rules
+
+    # A hot reload swaps the rules and the templates; the dispatcher sees the same ones.
+    @property
+    def rules(self) -> RuleSet:
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: RuleSet) -> None:
+        self._rules = rules
+        self.dispatcher.rules = rules
+
+    @property
+    def renderer(self) -> Renderer:
+        return self.composer.renderer
+
+    @renderer.setter
+    def renderer(self, renderer: Renderer) -> None:
+        self.composer.renderer = renderer
+
+    @property
+    def transport(self) -> MailTransport:
+        return self.dispatcher.transport
 
     def using(
         self,
@@ -110,18 +120,30 @@ class Runner:
         transport: MailTransport | None = None,
     ) -> Runner:
         """The same runner over another store, rule set or transport: replays tick against an
-        isolated store, diffs against another rule set, simulations through a fake mailer."""
-        clone = copy.copy(self)
-        clone.store = store or self.store
-        clone.rules = rules or self.rules
-        clone.transport = transport or self.transport
-        clone._unwritten = []  # another store's writes must not land in this one
-        return clone
+        isolated store, diffs against another rule set, simulations through a fake mailer.
+        Its dispatcher is new: another store's writes must not land in this one."""
+        return Runner(
+            store=store or self.store,
+            rules=rules or self.rules,
+            renderer=self.renderer,
+            transport=transport or self.transport,
+            config=self.config,
+            random=self.dispatcher.random,
+            metrics=self.metrics,
+            set_based=self.set_based,
+        )
+
+    def dispatch(
+        self,
+        now: datetime | Clock,
+        *,
+        batch_size: int = 100,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Counter[str]:
+        """Send every due email (`engine.delivery.dispatcher`)."""
+        return self.dispatcher.dispatch(now, batch_size=batch_size, should_stop=should_stop)
 
     # ---- evaluation --------------------------------------------------------------------
-
-    # A tick writes in SQL what SQL can decide; tests turn it off to compare with decide().
-    set_based = True
 
     def plan(
         self,
@@ -146,7 +168,8 @@ class Runner:
         ordered: bool = False,
         where: Sequence[ColumnElement[bool]] = (),
     ) -> Iterator[list[Planned]]:
-        batches = self.store.candidates(rule, now, user_ids=user_ids, ordered=ordered, where=where)
+        query = candidates_query(rule, now, user_ids=user_ids, ordered=ordered, where=where)
+        batches = self.store.ledger.candidates(query)
         for batch in batches:
             yield cap.apply(rule, [self.decide(rule, c, now) for c in batch])
 
@@ -161,7 +184,7 @@ class Runner:
         # New emails go out within a day of `now` (quiet hours shift them by less), so the
         # emails that can count against them lie within a day either side of that.
         def fetch(user_ids: Sequence[str]) -> dict[str, list[datetime]]:
-            return self.store.email_times(user_ids, now - WINDOW, now + 2 * WINDOW)
+            return self.store.ledger.email_times(user_ids, now - WINDOW, now + 2 * WINDOW)
 
         return FrequencyCap(self.config.mail.daily_cap, fetch)
 
@@ -213,9 +236,9 @@ class Runner:
     def _render_planned(self, p: Planned) -> RenderedEmail:
         rule = self.rules.get(p.rule_id)
         assert p.email_template is not None
-        return self.renderer.render(
+        return self.composer.render(
             p.email_template,
-            self._context(
+            self.composer.context(
                 rule,
                 p.candidate.user,
                 p.anchor_at,
@@ -253,9 +276,9 @@ class Runner:
                 )
                 report.written[f"{rule.id}/error"] += 1
         written = sum(n for key, n in report.written.items() if not key.endswith("/error"))
-        if written >= self.store.ANALYZE_AFTER_ROWS:
+        if written >= self.store.ledger.ANALYZE_AFTER_ROWS:
             try:
-                self.store.analyze_ledger()
+                self.store.ledger.analyze_ledger()
             except Exception:
                 # The rows are committed; fresh statistics only keep the next plans good.
                 log.exception("refreshing the ledger's statistics after %d rows failed", written)
@@ -279,13 +302,15 @@ class Runner:
         if self.set_based and fits_in_sql(rule):
             python = in_python(rule, settings, now)
             in_sql = () if python is None else (~python,)
-            decided = self.store.record_decided(rule, now, settings, in_sql)
+            rows = ledger_insert(rule, now, settings, in_sql)
+            flags = partial(flags_select, rule, now, settings) if rule.send.guide else None
+            decided = self.store.ledger.record_decided(rows, flags)
             self._count(rule, report, decided.statuses, decided.guide_flags)
             if python is None:
                 return
             rest = (python,)
         for planned in self._plan_rule(rule, now, cap, where=rest):
-            written = self.store.record(planned, now)
+            written = self.store.ledger.record(planned, now)
             statuses = Counter(p.status.value for p in written)
             self._count(rule, report, statuses, sum(1 for p in written if p.sets_guide))
 
@@ -299,206 +324,3 @@ class Runner:
                 self.metrics.rule_matches.labels(rule.id).inc(statuses.total())
             if guide_flags:  # the flag is written with the row: set now
                 self.metrics.deliveries.labels("sent", "guide").inc(guide_flags)
-
-    def dispatch(
-        self,
-        now: datetime,
-        *,
-        batch_size: int = 100,
-        should_stop: Callable[[], bool] = lambda: False,
-    ) -> Counter[str]:
-        """Send every due email. A render failure fails that one delivery, visibly.
-
-        `should_stop` is asked before each claim and each send: a stopping daemon finishes the
-        send in flight and hands the rest of its claimed batch back to the queue."""
-        transport = self.transport
-        with transport.session() if isinstance(transport, SessionTransport) else nullcontext():
-            return self._dispatch(now, batch_size, should_stop)
-
-    def _dispatch(
-        self, now: datetime, batch_size: int, should_stop: Callable[[], bool]
-    ) -> Counter[str]:
-        outcome: Counter[str] = Counter()
-        self._write_what_an_outage_held_back()
-        retry = self.config.mail.retry
-        requeued = self.store.requeue_stale_claims(now, retry.sending_lease)
-        if requeued:
-            log.warning(
-                "%d deliveries claimed by a dispatcher that stopped before sending them are "
-                "queued again",
-                requeued,
-            )
-            outcome["requeued"] += requeued
-        stale = self.store.expire_stale_claims(
-            now, retry.sending_lease, resend=retry.resend_unknown
-        )
-        if stale:
-            log.warning(
-                "%d deliveries were left `sending` by a dispatcher that stopped; marked %s",
-                stale,
-                "pending (resend_unknown)" if retry.resend_unknown else "unknown",
-            )
-            outcome["requeued" if retry.resend_unknown else Status.UNKNOWN.value] += stale
-        while not should_stop() and (due := self.store.claim_due(now, batch_size)):
-            for index, item in enumerate(due):
-                if should_stop():
-                    released = self.store.release_claims([d.id for d in due[index:]], now)
-                    log.info("stopping: %d claimed deliveries handed back unsent", released)
-                    return outcome
-                try:
-                    status = self._send(item, now)
-                except SQLAlchemyError:
-                    # The database went away: the rest of the batch was never sent.
-                    rest = [d.id for d in due[index:]]
-                    self._unwritten.append(partial(self.store.release_claims, rest, now))
-                    raise
-                if status is None:
-                    continue  # the claim expired under us: another dispatcher owns the row
-                outcome[status.value] += 1
-                if self.metrics is not None:
-                    self.metrics.deliveries.labels(status.value, "email").inc()
-        return outcome
-
-    def _write_what_an_outage_held_back(self) -> None:
-        while self._unwritten:
-            self._unwritten[0]()  # raises while the database is still away: kept for later
-            self._unwritten.pop(0)
-
-    def _mark(self, delivery_id: int, status: Status, now: datetime, **fields: Any) -> None:
-        try:
-            self.store.mark(delivery_id, status, now, **fields)
-        except SQLAlchemyError:
-            self._unwritten.append(partial(self.store.mark, delivery_id, status, now, **fields))
-            raise
-
-    def _send(self, item: Due, now: datetime) -> Status | None:
-        """Render and send one claimed email; its new status, or None when it was not ours."""
-        try:
-            rule = self.rules.get(item.rule_id)
-        except KeyError:
-            return self._fail(item, now, f"rule {item.rule_id!r} is no longer defined")
-        context = self._context(
-            rule,
-            item.user,
-            item.anchor_at,
-            item.anchor_properties,
-            item.guide_id,
-            item.guide_expires_at,
-        )
-        try:
-            rendered = self.renderer.render(item.email_template, context)
-        except TemplateError as exc:
-            return self._fail(item, now, f"render error: {exc}")
-        # The token is timestamped: the header must carry the very link the bodies show.
-        unsubscribe = str(context["unsubscribe_url"])
-        message = build_message(self._envelope(item, rendered, now, unsubscribe))
-        if not self.store.start_sending(item.id, now):
-            log.warning("delivery %s: the claim expired before sending; not sent", item.id)
-            return None
-        try:
-            sent = time.perf_counter()
-            try:
-                receipt = self.transport.send(message)
-            finally:  # failed sends take time too (timeouts most of all)
-                if self.metrics is not None:
-                    self.metrics.send_duration.observe(time.perf_counter() - sent)
-        except PermanentSendError as exc:
-            if exc.bounce:
-                self.store.suppress(now, email=item.email_to, reason=SkipReason.BOUNCED.value)
-            return self._fail(item, now, f"rejected: {exc.reply}", reply=exc.reply)
-        except UncertainSendError as exc:
-            return self._uncertain(item, now, exc.reply)
-        except TransportSetupError as exc:
-            log.error("the mail transport cannot send as configured: %s", exc.reply)
-            return self._retry(item, now, exc.reply)
-        except TransientSendError as exc:
-            return self._retry(item, now, exc.reply)
-        except Exception as exc:  # noqa: BLE001 - an unclassified transport fault: retry it
-            return self._retry(item, now, f"{type(exc).__name__}: {exc}")
-        log.info("sent %s to user %s (%s)", item.rule_id, item.user["id"], receipt)
-        self._mark(item.id, Status.SENT, now, reply=receipt)
-        return Status.SENT
-
-    def _retry(self, item: Due, now: datetime, reply: str) -> Status:
-        retry = self.config.mail.retry
-        if now - item.created_at >= retry.give_up_after:
-            reason = f"gave up after {item.attempts} attempts: {reply}"
-            return self._fail(item, now, reason, reply=reply)
-        delay = backoff(item.attempts, retry.first_delay, retry.max_delay, self.random())
-        log.warning(
-            "delivery %s (%s, user %s) will be retried in %s: %s",
-            item.id,
-            item.rule_id,
-            item.user["id"],
-            delay,
-            reply,
-        )
-        self._mark(
-            item.id,
-            Status.RETRYING,
-            now,
-            reason=f"temporary failure: {reply}",
-            reply=reply,
-            send_at=now + delay,
-        )
-        return Status.RETRYING
-
-    def _uncertain(self, item: Due, now: datetime, reply: str) -> Status:
-        """The server may have the message: at most once unless the operator opted in."""
-        if self.config.mail.retry.resend_unknown:
-            return self._retry(item, now, reply)
-        reason = f"connection lost after the message was handed over: {reply}"
-        log.error("delivery %s (%s) is unknown: %s", item.id, item.rule_id, reason)
-        self._mark(item.id, Status.UNKNOWN, now, reason=reason, reply=reply)
-        return Status.UNKNOWN
-
-    def _fail(self, item: Due, now: datetime, reason: str, *, reply: str | None = None) -> Status:
-        log.error(
-            "delivery %s (%s, user %s) failed: %s", item.id, item.rule_id, item.user["id"], reason
-        )
-        self._mark(item.id, Status.FAILED, now, reason=reason, reply=reply)
-        return Status.FAILED
-
-    def _envelope(
-        self, item: Due, rendered: RenderedEmail, now: datetime, unsubscribe_url: str
-    ) -> Envelope:
-        mail = self.config.mail
-        return Envelope(
-            sender=mail.from_address,
-            to=item.email_to,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            message_id=item.message_id,
-            date=now,
-            reply_to=mail.reply_to,
-            unsubscribe_url=unsubscribe_url,
-            unsubscribe_mailto=mail.unsubscribe_mailto,
-        )
-
-    def _unsubscribe(self, user_id: str) -> str:
-        api = self.config.api
-        return unsubscribe_url(api.public_url, api.secret_key, user_id)
-
-    def _context(
-        self,
-        rule: Rule,
-        user: dict[str, Any],
-        anchor_at: datetime,
-        anchor_properties: dict[str, Any],
-        guide_id: str | None,
-        guide_expires_at: datetime | None,
-    ) -> dict[str, Any]:
-        return email_context(
-            user=user,
-            rule_id=rule.id,
-            rule_description=rule.description,
-            anchor_name=anchor_name(rule),
-            anchor_at=anchor_at,
-            anchor_properties=anchor_properties,
-            guide_id=guide_id,
-            guide_expires_at=guide_expires_at,
-            links=self.config.links,
-            brand=self.config.brand.model_dump(),
-            unsubscribe_url=self._unsubscribe(str(user["id"])),
-        )

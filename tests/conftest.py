@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from engine.schema import metadata
+from engine.sql.schema import metadata
 from engine.store import Store, connect, migrate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from engine.app import App, open_app, open_store
+from engine.app.wiring import App, open_app, open_store
 from engine.clock import parse_instant
 from engine.config import Config, config_path, config_required, load_config
 from engine.errors import LifecycleError, ProblemsError
-from engine.logs import TEXT_FORMAT
-from engine.logs import configure as configure_logs
 from engine.store import Store
+from engine.telemetry.logs import TEXT_FORMAT
+from engine.telemetry.logs import configure as configure_logs
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console()

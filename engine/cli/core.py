@@ -14,19 +14,19 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from engine.api import create_app
-from engine.app import App
-from engine.checks import check as run_check
+from engine.app.checks import check as run_check
+from engine.app.wiring import App
 from engine.cli.base import Instant, State, cli, err, friendly_errors, out
+from engine.cli.present import preview_json, preview_summary, preview_table, tick_table
 from engine.clock import SystemClock, isoformat
 from engine.errors import LifecycleError
-from engine.ingest import ingest_csv, ingest_lines
-from engine.present import preview_json, preview_summary, preview_table, tick_table
-from engine.segment import TraitMapping
-from engine.serve import serve_api
+from engine.http.app import create_app
+from engine.http.server import serve_api
+from engine.ingest.files import ingest_csv, ingest_lines
+from engine.ingest.segment import TraitMapping
 
 if TYPE_CHECKING:  # the daemon (and APScheduler) load only for `run`
-    from engine.daemon import Stop
+    from engine.daemon.scheduler import Stop
 
 
 @cli.command()
@@ -177,7 +177,7 @@ def deliveries(
 ) -> None:
     """List the delivery ledger."""
     store = state.store(state.config())
-    rows = store.deliveries(status=status, rule_id=rule_id, user_id=user_id, limit=limit)
+    rows = store.reads.deliveries(status=status, rule_id=rule_id, user_id=user_id, limit=limit)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=_json_default))
         return
@@ -187,7 +187,7 @@ def deliveries(
     for row in rows:
         table.add_row(*(_cell(row[name]) for name in LEDGER_COLUMNS))
     out.print(table)
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(store.status_counts().items()))
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(store.reads.status_counts().items()))
     out.print(f"All rows by status: {counts or 'none'}")
 
 
@@ -223,8 +223,8 @@ def _json_default(value: Any) -> Any:
 def run(state: State, no_api: bool) -> None:
     """The daemon: evaluate every scheduler.tick, send every scheduler.dispatch, and serve the
     HTTP API, until SIGTERM/Ctrl-C (a second one exits at once)."""
-    from engine.daemon import Stop
-    from engine.daemon import run as run_daemon
+    from engine.daemon.scheduler import Stop
+    from engine.daemon.scheduler import run as run_daemon
 
     logging.getLogger("lifecycle").setLevel(logging.INFO)
     app, clock = state.app(), SystemClock()

@@ -7,17 +7,16 @@ from datetime import datetime, timedelta
 import click
 from rich.table import Table
 
-from engine import demo as demo_data
-from engine.app import App
+from engine.app.wiring import App
 from engine.cli.base import State, cli, err, friendly_errors, out
+from engine.cli.present import preview_summary, preview_table, tick_table
 from engine.clock import SystemClock, isoformat
 from engine.errors import LifecycleError
-from engine.present import preview_summary, preview_table, tick_table
-from engine.replay import Period
-from engine.schema import metadata
-from engine.simulate import STEP as SIMULATION_STEP
-from engine.simulate import Response
-from engine.simulate import simulate as run_simulation
+from engine.whatif import population as demo_data
+from engine.whatif.replay import Period
+from engine.whatif.simulate import STEP as SIMULATION_STEP
+from engine.whatif.simulate import Response
+from engine.whatif.simulate import simulate as run_simulation
 
 
 @cli.command()
@@ -74,7 +73,7 @@ def demo(
     """Fill the database with a synthetic Airtouch population (deterministic per seed)."""
     app = state.app()
     now = SystemClock().now()
-    if app.store.counts()["users"] and not reset:
+    if app.store.reads.counts()["users"] and not reset:
         raise LifecycleError(
             "the database already has users; pass --reset to replace "
             "everything in it with the demo population"
@@ -87,18 +86,16 @@ def demo(
     with out.status(f"Generating {n} users over {days} days…"):
         population = demo_data.generate(n, seed=seed, now=now, days=days)
         for start in range(0, len(population.users), 5000):
-            app.store.upsert_users(population.users[start : start + 5000], now)
+            app.store.people.upsert_users(population.users[start : start + 5000], now)
         for start in range(0, len(population.events), 5000):
-            app.store.insert_events(population.events[start : start + 5000], now)
+            app.store.people.insert_events(population.events[start : start + 5000], now)
     out.print(_population_table(app))
     if tour:
         _tour(app, now)
 
 
 def _reset(app: App) -> None:
-    with app.store.engine.begin() as connection:
-        for table in reversed(metadata.sorted_tables):
-            connection.execute(table.delete())
+    app.store.reset()
     outbox = app.config.outbox_dir
     if outbox.is_dir():
         for file in outbox.glob("*.eml"):
@@ -106,7 +103,7 @@ def _reset(app: App) -> None:
 
 
 def _population_table(app: App) -> Table:
-    counts = app.store.counts()
+    counts = app.store.reads.counts()
     table = Table(
         title=f"Demo population: {counts['users']} users, {counts['events']} events",
         header_style="bold",
@@ -114,7 +111,7 @@ def _population_table(app: App) -> Table:
     table.add_column("Persona")
     table.add_column("Signup source")
     table.add_column("Users", justify="right")
-    for persona, source, count in app.store.persona_counts():
+    for persona, source, count in app.store.reads.persona_counts():
         table.add_row(persona or "-", source or "-", str(count))
     return table
 
@@ -132,7 +129,7 @@ def _tour(app: App, now: datetime) -> None:
     out.print(f"{len(files)} .eml files in {app.config.outbox_dir}, for example:")
     for file in files[:5]:
         out.print(f"  {file}", highlight=False, soft_wrap=True)
-    waiting = app.store.status_counts().get("pending", 0)
+    waiting = app.store.reads.status_counts().get("pending", 0)
     if waiting:
         out.print(
             f"{waiting} more emails wait for quiet hours to end in their users' timezones "
@@ -152,7 +149,7 @@ def _simulate(app: App, n: int, seed: int, days: int, baseline: float, effect: f
     with err.status(f"Simulating {days} days of {n} users, one tick per hour…"):
         result = run_simulation(app.runner, population, period, Response(baseline, effect, seed))
     out.print(_population_table(app))
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(app.store.status_counts().items()))
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(app.store.reads.status_counts().items()))
     out.print(f"{result.ticks} ticks from {isoformat(period.start)}; ledger rows: {counts}")
     out.print(
         f"{sum(result.goals.values())} goal events performed in response "

@@ -9,13 +9,9 @@ from typing import Any
 
 import click
 
-from engine.app import App
+from engine.app.wiring import App
 from engine.cli.base import F, Instant, State, cli, err, friendly_errors, out
-from engine.clock import SystemClock, isoformat
-from engine.durations import parse_duration
-from engine.errors import DurationError
-from engine.explain import explain as run_explain
-from engine.present_replay import (
+from engine.cli.present_whatif import (
     diff_json,
     diff_table,
     diff_totals_table,
@@ -26,9 +22,13 @@ from engine.present_replay import (
     timeline_json,
     timeline_table,
 )
-from engine.replay import Period, Timeline, by_persona, by_rule, diff, diff_totals, summarize
-from engine.replay import replay as run_replay
-from engine.rules import RuleSet, load_rules
+from engine.clock import SystemClock, isoformat
+from engine.durations import parse_duration
+from engine.errors import DurationError
+from engine.rules.language import RuleSet, load_rules
+from engine.whatif.explain import explain as run_explain
+from engine.whatif.replay import Period, Timeline, by_persona, by_rule, diff, diff_totals, summarize
+from engine.whatif.replay import replay as run_replay
 
 # ---- replay, diff and explain -------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from engine.reports.model import BarChart, Column, Report, Row, Table
 from engine.reports.periods import Period, week_start
 from engine.reports.sql import NO_VALUE, count_if, in_period, seconds_between, week_index, within
 from engine.reports.stats import percentile, rate
-from engine.schema import events, users
+from engine.sql.schema import events, users
 
 Key = tuple[Any, ...]
 HEADINGS = {"week": "Signup week", "persona": "Persona", "signup_source": "Signup source"}
@@ -95,11 +95,11 @@ def _table(
     # Percentiles need the values: SQL lists each group's TTFVs, Python takes percentiles
     # (a dialect-neutral percentile in SQL is impractical: SQLite has none).
     ttfv: dict[Key, list[float]] = defaultdict(list)
-    for row in ctx.store.report_rows(durations_query(people, keys)):
+    for row in ctx.store.reads.report_rows(durations_query(people, keys)):
         ttfv[tuple(row[:-1])].append(float(row.seconds))
     rows = [
         _row(row._mapping, keys, ttfv[tuple(row[: len(keys)])], ctx)
-        for row in ctx.store.report_rows(counts_query(people, keys))
+        for row in ctx.store.reads.report_rows(counts_query(people, keys))
     ]
     return Table(
         id=table_id,

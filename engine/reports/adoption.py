@@ -16,7 +16,7 @@ from engine.reports.model import BarChart, Column, Report, Row, Table, group_hea
 from engine.reports.periods import Period
 from engine.reports.sql import count_if, group_columns, group_label, in_period, unique
 from engine.reports.stats import rate
-from engine.schema import events, users
+from engine.sql.schema import events, users
 
 
 def build(ctx: ReportContext) -> Report:
@@ -86,7 +86,7 @@ def adoption_table(ctx: ReportContext) -> Table:
             "active": row.active,
             "adoption_rate": rate(row.active, row.signed_up),
         }
-        for row in ctx.store.report_rows(adoption_query(cfg, ctx.period, by))
+        for row in ctx.store.reads.report_rows(adoption_query(cfg, ctx.period, by))
     ]
     window = format_duration(cfg.active.window)
     return Table(
@@ -113,7 +113,7 @@ def feature_table(ctx: ReportContext) -> Table:
     cfg, by = ctx.config, ctx.by
     names = unique(cfg.features)
     rows: list[Row] = []
-    for row in ctx.store.report_rows(feature_query(cfg, ctx.period, by)):
+    for row in ctx.store.reads.report_rows(feature_query(cfg, ctx.period, by)):
         for index, name in enumerate(names):
             used = row._mapping[f"feature_{index}"]
             rows.append(

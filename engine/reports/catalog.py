@@ -10,7 +10,7 @@ from engine.errors import LifecycleError
 from engine.reports import activation, adoption, cohorts, funnel, impact, questions
 from engine.reports.context import ReportContext
 from engine.reports.model import Report
-from engine.rules import Rule, load_rules
+from engine.rules.language import Rule, load_rules
 
 Builder = Callable[[ReportContext], Report]
 

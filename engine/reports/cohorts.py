@@ -17,9 +17,10 @@ from engine.config import ReportsConfig
 from engine.reports.context import CohortBy, ReportContext
 from engine.reports.model import Column, Heatmap, Report, Row, Table
 from engine.reports.periods import Period, month_label, month_number
-from engine.reports.sql import MonthNumber, in_period, unique
+from engine.reports.sql import in_period, unique
 from engine.reports.stats import rate
-from engine.schema import events, users
+from engine.sql.dialect import MonthNumber
+from engine.sql.schema import events, users
 
 MAX_MONTHS = 12  # columns M0..M12: enough for the annual retention the playbook asks for
 
@@ -99,11 +100,13 @@ def cells_query(cfg: ReportsConfig, people: Subquery, period: Period) -> Select[
 def load(ctx: ReportContext) -> list[Cohort]:
     people = members(ctx.config, ctx.period, ctx.cohort)
     retained: dict[int, dict[int, int]] = defaultdict(dict)
-    for row in ctx.store.report_rows(cells_query(ctx.config, people, ctx.period)):
+    for row in ctx.store.reads.report_rows(cells_query(ctx.config, people, ctx.period)):
         retained[int(row.cohort)][int(row.k)] = int(row.retained)
     return [
         Cohort(int(row.cohort), int(row.size), retained[int(row.cohort)])
-        for row in sorted(ctx.store.report_rows(sizes_query(people)), key=lambda r: int(r.cohort))
+        for row in sorted(
+            ctx.store.reads.report_rows(sizes_query(people)), key=lambda r: int(r.cohort)
+        )
     ]
 
 

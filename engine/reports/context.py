@@ -8,7 +8,7 @@ from typing import Literal
 
 from engine.config import ReportsConfig
 from engine.reports.periods import Period
-from engine.rules import Rule
+from engine.rules.language import Rule
 from engine.store import Store
 
 By = Literal["persona", "signup_source"]

@@ -17,7 +17,7 @@ from engine.reports.model import BarChart, Column, Report, Row, Table, group_hea
 from engine.reports.periods import Period
 from engine.reports.sql import group_label, in_period, seconds_between
 from engine.reports.stats import median, percentile, rate
-from engine.schema import events, users
+from engine.sql.schema import events, users
 
 SIGNED_UP = "signed up"
 
@@ -90,13 +90,13 @@ def durations_query(chain: Sequence[CTE], by: By | None) -> Select[Any]:
 
 def _table(ctx: ReportContext, chain: Sequence[CTE], steps: Sequence[str], by: By | None) -> Table:
     took: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in ctx.store.report_rows(durations_query(chain, by)):
+    for row in ctx.store.reads.report_rows(durations_query(chain, by)):
         for i in range(1, len(chain)):
             value = row._mapping[f"took_{i}"]
             if value is not None:
                 took[group_label(row, by)][i].append(float(value))
     rows: list[Row] = []
-    for row in ctx.store.report_rows(counts_query(chain, by)):
+    for row in ctx.store.reads.report_rows(counts_query(chain, by)):
         group = group_label(row, by)
         rows.extend(_step_rows(row._mapping, group, steps, took[group]))
     name = "Funnel" + (f" by {by.replace('_', ' ')}" if by else "")

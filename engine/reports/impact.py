@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import Select, and_, case, exists, false, func, or_, select
 from sqlalchemy.sql.expression import Subquery
 
-from engine.evaluate import properties_match
 from engine.model import Status
 from engine.reports.context import By, ReportContext
 from engine.reports.formats import format_value, pair, ratio, show
@@ -27,9 +26,10 @@ from engine.reports.sql import (
     within,
 )
 from engine.reports.stats import compare, median
-from engine.rules import Rule
-from engine.schema import deliveries, events, guide_flags, users
-from engine.sqljson import JsonText
+from engine.rules.language import Rule
+from engine.sql.candidates import properties_match
+from engine.sql.json_values import JsonText
+from engine.sql.schema import deliveries, events, guide_flags, users
 
 TREATED, HELD_OUT = "treated", "held_out"
 # The engine's own events for guide interactions (Store.record_guide_interaction writes them
@@ -149,13 +149,13 @@ def rule_rows(ctx: ReportContext, rule: Rule, by: By | None) -> list[Row]:
     """One row per group (one in all when `by` is None) for one rule."""
     ledger = ledger_query(rule, ctx.period, by)
     arms: dict[str, dict[str, _Arm]] = defaultdict(lambda: defaultdict(_Arm))
-    for row in ctx.store.report_rows(counts_query(ledger, by)):
+    for row in ctx.store.reads.report_rows(counts_query(ledger, by)):
         arm = arms[group_label(row, by)][row.arm]
         arm.users, arm.converted = row.users, row.converted
         arm.seen, arm.completed = row.seen, row.completed
     # Medians need the values themselves: SQL lists them per group, Python takes the median
     # (a dialect-neutral percentile in SQL is impractical: SQLite has none).
-    for row in ctx.store.report_rows(durations_query(ledger, by)):
+    for row in ctx.store.reads.report_rows(durations_query(ledger, by)):
         arms[group_label(row, by)][row.arm].to_goal.append(float(row.seconds))
     return [_row(rule, group, groups) for group, groups in sorted(arms.items())]
 

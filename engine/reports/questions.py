@@ -25,7 +25,7 @@ from engine.reports.sql import (
     within,
 )
 from engine.reports.stats import rate
-from engine.schema import events, users
+from engine.sql.schema import events, users
 
 DAY = timedelta(hours=24)
 THREE_DAYS = timedelta(days=3)
@@ -51,7 +51,7 @@ def build(ctx: ReportContext) -> Report:
 
 
 def _signup_rows(ctx: ReportContext, by: By | None) -> list[dict[str, Any]]:
-    rows = ctx.store.report_rows(signup_query(ctx.config, ctx.period, by))
+    rows = ctx.store.reads.report_rows(signup_query(ctx.config, ctx.period, by))
     return [{**row._mapping, "group": group_label(row, by)} for row in rows]
 
 
@@ -279,7 +279,7 @@ def first_run_query(cfg: ReportsConfig, period: Period) -> Select[Any]:
 
 
 def first_run_table(ctx: ReportContext) -> Table:
-    (row,) = ctx.store.report_rows(first_run_query(ctx.config, ctx.period))
+    (row,) = ctx.store.reads.report_rows(first_run_query(ctx.config, ctx.period))
     total = row.accounts
     out: dict[str, Any] = {"accounts": total}
     for key in ("within_24h", "within_3d", "after_3d", "never"):

@@ -12,74 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, case, func, select, true
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Subquery
-from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import TypeEngine
 
 from engine.reports.periods import SECONDS_PER_DAY, Period
-from engine.schema import events, users
+from engine.sql.dialect import Epoch
+from engine.sql.schema import events, users
 
 GROUPS = {"persona": users.c.persona, "signup_source": users.c.signup_source}
 NO_VALUE = "(none)"  # how a user without a persona (or source) is labelled
-
-
-class _TimeFunction(ColumnElement[int]):
-    inherit_cache = True
-
-    def __init__(self, column: ColumnElement[Any]) -> None:
-        self.column = column
-
-    @property
-    def type(self) -> TypeEngine[Any]:  # type: ignore[override]
-        return BigInteger()
-
-    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
-
-
-class Epoch(_TimeFunction):
-    """Whole seconds since 1970-01-01 UTC (fractions dropped, on both databases)."""
-
-    inherit_cache = True
-
-
-class MonthNumber(_TimeFunction):
-    """`year * 12 + month - 1`: consecutive integers for consecutive calendar months."""
-
-    inherit_cache = True
-
-
-@compiles(Epoch, "sqlite")
-def _epoch_sqlite(element: Epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST(strftime('%s', {compiler.process(element.column, **kw)}) AS INTEGER)"
-
-
-@compiles(Epoch, "postgresql")
-def _epoch_pg(element: Epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    # Timestamps are stored without a zone, in UTC: EXTRACT(EPOCH) reads them as UTC.
-    column = compiler.process(element.column, **kw)
-    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column})) AS BIGINT)"
-
-
-@compiles(MonthNumber, "sqlite")
-def _month_sqlite(element: MonthNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    column = compiler.process(element.column, **kw)
-    return (
-        f"(CAST(strftime('%Y', {column}) AS INTEGER) * 12 "
-        f"+ CAST(strftime('%m', {column}) AS INTEGER) - 1)"
-    )
-
-
-@compiles(MonthNumber, "postgresql")
-def _month_pg(element: MonthNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    column = compiler.process(element.column, **kw)
-    return (
-        f"(CAST(EXTRACT(YEAR FROM {column}) AS INTEGER) * 12 "
-        f"+ CAST(EXTRACT(MONTH FROM {column}) AS INTEGER) - 1)"
-    )
 
 
 def seconds_between(start: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[int]:

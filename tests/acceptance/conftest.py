@@ -56,15 +56,15 @@ class Project:
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         with self.store() as store:
-            return store.dump()
+            return store.reads.dump()
 
     def deliveries(self) -> list[dict[str, Any]]:
         with self.store() as store:
-            return store.deliveries()
+            return store.reads.deliveries()
 
     def guide_flags(self) -> list[dict[str, Any]]:
         with self.store() as store:
-            return store.guide_flags()
+            return store.reads.guide_flags()
 
 
 def make_project(

@@ -79,7 +79,7 @@ def outage_project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
         project = make_project(tmp_path, url, rules=rules, mail=mail)
     with project.store() as store:
         migrate(store.engine)
-        store.upsert_users(
+        store.people.upsert_users(
             [
                 UserUpsert(
                     id=user_id,

@@ -78,8 +78,8 @@ def test_ingest_keeps_good_lines_and_reports_bad_ones(
     again = sqlite_project.run("ingest", str(source), ok=False)
     assert "0 events stored, 1 duplicates skipped" in again.stdout
     with sqlite_project.store() as store:
-        assert store.counts()["users"] == 1
-        assert store.counts()["events"] == 1
+        assert store.reads.counts()["users"] == 1
+        assert store.reads.counts()["events"] == 1
 
 
 def test_demo_fills_the_database_shows_a_dry_run_and_sends(sqlite_project: Project) -> None:
@@ -92,8 +92,8 @@ def test_demo_fills_the_database_shows_a_dry_run_and_sends(sqlite_project: Proje
     assert "--reset" in again.stderr
     sqlite_project.run("demo", "--users", "50", "--reset", "--no-tour")
     with sqlite_project.store() as store:
-        assert store.counts()["users"] == 50
-        assert store.counts()["deliveries"] == 0
+        assert store.reads.counts()["users"] == 50
+        assert store.reads.counts()["deliveries"] == 0
     assert not list(sqlite_project.outbox.glob("*.eml"))
 
 
@@ -106,7 +106,10 @@ def test_demo_is_deterministic_for_a_seed(tmp_path: Path) -> None:
         project.run("demo", "--users", "40", "--seed", "11", "--no-tour")
         with project.store() as store:
             dumps.append(
-                [(s.user, [(e.name, e.properties) for e in s.events]) for s in store.user_states()]
+                [
+                    (s.user, [(e.name, e.properties) for e in s.events])
+                    for s in store.states.user_states()
+                ]
             )
     # signup times follow the wall clock; everything else is the same
     strip = [[(u.persona, u.signup_source, u.email, ev) for u, ev in d] for d in dumps]

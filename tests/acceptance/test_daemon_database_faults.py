@@ -63,7 +63,7 @@ def utcnow() -> datetime:
 def add_users(project: Project, prefix: str, count: int, signed_up_at: datetime) -> list[str]:
     ids = [f"{prefix}{n}" for n in range(count)]
     with project.store() as store:
-        store.upsert_users(
+        store.people.upsert_users(
             [
                 UserUpsert(
                     id=user_id,
@@ -82,7 +82,7 @@ def add_users(project: Project, prefix: str, count: int, signed_up_at: datetime)
 
 def sent_pairs(project: Project) -> set[tuple[str, str]]:
     with project.store() as store:
-        return {(d["rule_id"], d["user_id"]) for d in store.deliveries(status="sent")}
+        return {(d["rule_id"], d["user_id"]) for d in store.reads.deliveries(status="sent")}
 
 
 def pairs(rule_ids: Sequence[str], user_ids: Sequence[str]) -> set[tuple[str, str]]:
@@ -144,8 +144,8 @@ def test_the_daemon_recovers_from_a_database_restart_without_a_restart(
             lambda: sent_pairs(project) >= pairs(["welcome"], late), "the welcomes", SETTLE
         )
         with project.store() as store:
-            assert not store.deliveries(rule_id="nudge", user_id=late[0]), "nudged too early"
-            assert store.status_counts() == {"sent": 9}, store.status_counts()
+            assert not store.reads.deliveries(rule_id="nudge", user_id=late[0]), "nudged too early"
+            assert store.reads.status_counts() == {"sent": 9}, store.reads.status_counts()
 
         # The crash: the database goes away without a checkpoint, cutting every connection.
         mark = daemon.line_count()
@@ -190,7 +190,7 @@ def test_the_daemon_recovers_from_a_database_restart_without_a_restart(
 
     assert failures_while_down >= FAILED_TICKS
     with project.store() as store:
-        rows = store.deliveries()
+        rows = store.reads.deliveries()
     assert {(d["rule_id"], d["user_id"]) for d in rows} == everyone
     assert len(rows) == len(everyone)  # one ledger row per (rule, user)
     assert {d["status"] for d in rows} == {"sent"}  # nothing left sending, unknown, failed
@@ -262,7 +262,7 @@ def test_a_database_crash_mid_dispatch_loses_nothing_silently(
 
         def settled() -> bool:
             with project.store() as store:
-                counts = store.status_counts()
+                counts = store.reads.status_counts()
             return sum(counts.values()) == len(everyone) and set(counts) <= {"sent", "unknown"}
 
         # Well within the sending lease: nothing waits for it.
@@ -270,7 +270,7 @@ def test_a_database_crash_mid_dispatch_loses_nothing_silently(
         assert daemon.stop() == 0, daemon.tail()
 
     with project.store() as store:
-        rows = store.deliveries()
+        rows = store.reads.deliveries()
     assert {(d["rule_id"], d["user_id"]) for d in rows} == everyone
     unknown = [d for d in rows if d["status"] == "unknown"]
     assert unknown == []  # the accepted message in flight was recorded once the database was back

@@ -30,11 +30,11 @@ def test_a_csv_file_is_read_by_its_suffix(sqlite_project: Project, tmp_path: Pat
         "1 accounts updated, 1 events aliased, 1 rejected"
     ) in result.stdout
     with sqlite_project.store() as store:
-        [state] = store.user_states()
+        [state] = store.states.user_states()
         assert state.user.account_id == "acc-1"
         assert state.user.traits == {"note": "two\nlines"}
         assert sorted(e.name for e in state.events) == ["connection_created", "pricing_viewed"]
-        assert [a["id"] for a in store.accounts()] == ["acc-1"]
+        assert [a["id"] for a in store.reads.accounts()] == ["acc-1"]
 
 
 def test_format_csv_reads_any_name_and_jsonl_takes_every_call(

@@ -174,10 +174,10 @@ def test_the_frontend_reads_the_abandoned_workflow_guide_and_reports_back(
 ) -> None:
     import httpx
 
-    from engine.api import create_app
     from engine.clock import FixedClock
     from engine.config import load_config
-    from engine.serve import running_server
+    from engine.http.app import create_app
+    from engine.http.server import running_server
 
     loaded.run("tick", "--at", iso(hours=5))
     config = load_config(loaded.config_file, environ={})
@@ -195,6 +195,6 @@ def test_the_frontend_reads_the_abandoned_workflow_guide_and_reports_back(
             assert done.json() == {"recorded": "guide_completed"}
             after = client.get("/v1/users/olga/guides").json()
             assert "egress_workflow_guide" not in {g["id"] for g in after["guides"]}
-        states = {s.user.id: s for s in store.user_states(["olga"])}
+        states = {s.user.id: s for s in store.states.user_states(["olga"])}
     names = [e.name for e in states["olga"].events]
     assert "guide_completed" in names

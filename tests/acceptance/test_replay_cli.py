@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from engine.replay import Period
+from engine.whatif.replay import Period
 from tests.acceptance.conftest import DATA, Project
 from tests.acceptance.test_journeys import T0, iso
 from tests.conftest import ROOT

@@ -13,11 +13,11 @@ from segment.analytics import Client
 from segment.analytics import request as segment_request
 from segment.analytics.request import APIError
 
-from engine.api import create_app
-from engine.app import open_store
+from engine.app.wiring import open_store
 from engine.clock import FixedClock, isoformat
 from engine.config import load_config
-from engine.serve import running_server
+from engine.http.app import create_app
+from engine.http.server import running_server
 from engine.store import connect
 from tests.acceptance.conftest import Project, make_project
 from tests.conftest import _truncate
@@ -88,8 +88,8 @@ def test_the_official_client_feeds_the_rules(ingesting: Project, base_url: str, 
     analytics.alias("visitor-7", "dana")
 
     with ingesting.store() as store:
-        users = {state.user.id: state for state in store.user_states()}
-        accounts = store.accounts()
+        users = {state.user.id: state for state in store.states.user_states()}
+        accounts = store.reads.accounts()
     assert sorted(users) == ["connie", "dana"]
     dana = users["dana"]
     assert (dana.user.persona, dana.user.signup_source, dana.user.email) == (
@@ -120,4 +120,4 @@ def test_the_client_sees_a_wrong_key_as_an_error(ingesting: Project, base_url: s
     assert info.value.status == 401
     assert "invalid write key" in info.value.message
     with ingesting.store() as store:
-        assert store.dump()["events"] == []
+        assert store.reads.dump()["events"] == []

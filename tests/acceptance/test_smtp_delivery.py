@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 
-from engine.api import create_app
 from engine.clock import SystemClock
 from engine.config import load_config
-from engine.serve import running_server
+from engine.http.app import create_app
+from engine.http.server import running_server
 from engine.store import Store, connect
 from tests.acceptance.conftest import DATA, Project, make_project
 from tests.smtp_server import SmtpServer
@@ -98,7 +98,7 @@ def test_a_550_fails_suppresses_and_is_not_retried(tmp_path: Path, smtp_server: 
     assert len(failed) == 1
     assert failed[0]["reply"].startswith("550 5.1.1")
     with project.store() as store:
-        assert store.is_suppressed(failed[0]["user_id"])
+        assert store.guides.is_suppressed(failed[0]["user_id"])
     before = len(smtp_server.messages)
     project.run("tick", "--at", "2026-03-04T09:00:00Z")
     assert len(smtp_server.messages) == before
@@ -137,10 +137,10 @@ def test_one_click_unsubscribe_round_trip(tmp_path: Path, smtp_server: SmtpServe
             page = client.get(path)
             assert page.status_code == 200
             assert "<form" in page.text
-            assert not Store(engine).is_suppressed(user)  # a GET never unsubscribes
+            assert not Store(engine).guides.is_suppressed(user)  # a GET never unsubscribes
             response = client.post(path, data={"List-Unsubscribe": "One-Click"})
             assert response.status_code == 200
-        assert Store(engine).is_suppressed(user)
+        assert Store(engine).guides.is_suppressed(user)
     finally:
         engine.dispose()
     rows = project.json("dry-run", "--at", "2026-03-04T09:00:00Z", "--user", user)

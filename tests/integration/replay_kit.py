@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config
-from engine.render import Renderer
-from engine.rules import load_rules
+from engine.delivery.render import Renderer
+from engine.delivery.testing import RecordingTransport
+from engine.rules.language import load_rules
 from engine.runner import Runner
 from engine.store import EventRecord, Store, UserUpsert
-from engine.transports.mail import RecordingTransport
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 DAYS = 3
@@ -124,5 +124,5 @@ UNSUBSCRIBES = {"u03": T0 + timedelta(hours=20, minutes=30), "u08": T0 + timedel
 
 def seed(store: Store) -> None:
     users, events = population()
-    store.upsert_users(users, T0)
-    store.insert_events(events, T0)
+    store.people.upsert_users(users, T0)
+    store.people.insert_events(events, T0)

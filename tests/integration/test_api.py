@@ -17,15 +17,16 @@ import pytest
 from freezegun import freeze_time
 
 from engine import __version__
-from engine.api import GUIDES_DISABLED, create_app
 from engine.clock import FixedClock
 from engine.config import Config
-from engine.decide import Candidate, decide
+from engine.decide.firing import Candidate, decide
+from engine.delivery.tokens import unsubscribe_token
+from engine.http.app import GUIDES_DISABLED, create_app
+from engine.http.server import running_server
 from engine.model import Event
-from engine.rules import Rule
-from engine.serve import running_server
+from engine.rules.language import Rule
 from engine.store import Store, UserUpsert, connect
-from engine.tokens import unsubscribe_token
+from engine.store.testing import intercept, raising
 
 SECRET = "test-secret"
 KEY = "frontend-key"
@@ -50,7 +51,7 @@ def make_config(**api: Any) -> Config:
 
 def seed(store: Store, now: datetime, *user_ids: str) -> None:
     """Users with the tour and invite guide flags set at `now`, as a tick would set them."""
-    store.upsert_users(
+    store.people.upsert_users(
         [UserUpsert(u, {}, email=f"{u}@example.com", signed_up_at=now) for u in user_ids], now
     )
     planned = [
@@ -58,7 +59,7 @@ def seed(store: Store, now: datetime, *user_ids: str) -> None:
         for u in user_ids
         for rule in (TOUR, INVITE)
     ]
-    assert len(store.record(planned, now)) == 2 * len(user_ids)
+    assert len(store.ledger.record(planned, now)) == 2 * len(user_ids)
 
 
 def _candidate(user_id: str, at: datetime) -> Candidate:
@@ -74,7 +75,7 @@ def serving(store: Store, at: datetime, config: Config | None = None) -> Iterato
 
 
 def events(store: Store, user_id: str) -> list[Event]:
-    return [e for state in store.user_states([user_id]) for e in state.events]
+    return [e for state in store.states.user_states([user_id]) for e in state.events]
 
 
 # ---- health ----------------------------------------------------------------------------
@@ -138,7 +139,7 @@ def test_one_click_unsubscribe_round_trip(store: Store, now: datetime) -> None:
     url = f"/unsubscribe/{unsubscribe_token(SECRET, 'u1')}"
     with serving(store, now) as client:
         page = client.get(url)
-        assert not store.is_suppressed("u1")  # a link scanner's GET changes nothing
+        assert not store.guides.is_suppressed("u1")  # a link scanner's GET changes nothing
         first = client.post(url, data=ONE_CLICK)
         second = client.post(url, data=ONE_CLICK)
         bare = client.post(url)  # any body, or none
@@ -151,7 +152,7 @@ def test_one_click_unsubscribe_round_trip(store: Store, now: datetime) -> None:
         assert response.status_code == 200
         assert "unsubscribed" in response.text
         assert "set-cookie" not in response.headers
-    assert store.is_suppressed("u1")
+    assert store.guides.is_suppressed("u1")
     (unsubscribed,) = events(store, "u1")  # once, however often it was posted
     assert unsubscribed.name == "unsubscribed"
     assert unsubscribed.occurred_at == now
@@ -191,7 +192,7 @@ def test_an_invalid_token_is_a_400_page_saying_so(store: Store, now: datetime, t
         assert answer.headers["content-type"].startswith("text/html")
         assert "invalid" in answer.text
         assert "expired" not in answer.text
-    assert not store.is_suppressed("u1")
+    assert not store.guides.is_suppressed("u1")
 
 
 def test_an_expired_token_is_a_400_page_saying_so(store: Store, now: datetime) -> None:
@@ -203,7 +204,7 @@ def test_an_expired_token_is_a_400_page_saying_so(store: Store, now: datetime) -
     for answer in answers:
         assert answer.status_code == 400
         assert "expired" in answer.text
-    assert not store.is_suppressed("u1")
+    assert not store.guides.is_suppressed("u1")
 
 
 def test_a_valid_token_for_an_unknown_user_is_a_404_page(store: Store, now: datetime) -> None:
@@ -211,7 +212,7 @@ def test_a_valid_token_for_an_unknown_user_is_a_404_page(store: Store, now: date
         answer = client.post(f"/unsubscribe/{unsubscribe_token(SECRET, 'ghost')}", data=ONE_CLICK)
     assert answer.status_code == 404
     assert answer.headers["content-type"].startswith("text/html")
-    assert store.counts()["suppressions"] == 0
+    assert store.reads.counts()["suppressions"] == 0
 
 
 # ---- guide API: keys -------------------------------------------------------------------
@@ -392,9 +393,9 @@ def test_openapi_documents_the_api(store: Store, now: datetime) -> None:
     assert docs.status_code == 200
 
 
-class BrokenStore(Store):
-    def active_guides(self, user_id: str, now: datetime) -> list[dict[str, Any]]:
-        raise RuntimeError("boom: a detail the client must not see")
+def failing_guides(store: Store) -> Store:
+    failing = raising(RuntimeError("boom: a detail the client must not see"))
+    return store.replacing(guides=intercept(store.guides, active_guides=failing))
 
 
 def test_an_unexpected_error_is_a_logged_500_and_the_server_keeps_serving(
@@ -402,7 +403,7 @@ def test_an_unexpected_error_is_a_logged_500_and_the_server_keeps_serving(
 ) -> None:
     with (
         caplog.at_level(logging.ERROR, logger="engine.api"),
-        serving(BrokenStore(store.engine), now) as client,
+        serving(failing_guides(store), now) as client,
     ):
         broken = client.get(GUIDES.format("u1"), headers=AUTH)
         after = client.get("/healthz")

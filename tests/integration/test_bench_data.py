@@ -10,8 +10,8 @@ from sqlalchemy import text
 
 from bench.bulkload import load_part
 from bench.stream import HISTORY_EVENT, Shape, stream
-from engine.demo import Population, generate
 from engine.store import Store
+from engine.whatif.population import Population, generate
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 
@@ -39,7 +39,7 @@ def test_history_adds_page_views_and_leaves_the_demo_events_alone() -> None:
 
 
 def rows(store: Store) -> dict[str, list[dict[str, Any]]]:
-    dump = store.dump()
+    dump = store.reads.dump()
     events = sorted(
         ({k: v for k, v in row.items() if k != "id"} for row in dump["events"]),
         key=lambda row: str(row["message_id"]),
@@ -55,8 +55,8 @@ def clear(store: Store) -> None:
 
 def test_bulk_loading_stores_what_ingestion_stores(store: Store) -> None:
     population = streamed(60, history=1, chunk=60)
-    store.upsert_users(population.users, NOW)
-    store.insert_events(population.events, NOW)
+    store.people.upsert_users(population.users, NOW)
+    store.people.insert_events(population.events, NOW)
     ingested = rows(store)
     clear(store)
 

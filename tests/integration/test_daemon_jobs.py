@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from engine.app import App, open_app
+from engine.app.wiring import App, open_app
 from engine.clock import FixedClock
 from engine.config import Config
-from engine.daemon import Activity, dispatch_job, evaluate_job, schedule
-from engine.leases import Leases
+from engine.daemon.scheduler import Activity, dispatch_job, evaluate_job, schedule
+from engine.delivery.testing import RecordingTransport
 from engine.store import UserUpsert
-from engine.transports.mail import RecordingTransport
+from engine.store.leases import Leases
 from tests.conftest import ROOT
 
 
@@ -59,7 +59,7 @@ def test_both_jobs_coalesce_never_overlap_and_evaluate_before_sending(
 def test_the_evaluation_job_takes_the_leases_and_evaluates_only_its_rules(
     app: App, now: datetime
 ) -> None:
-    app.store.upsert_users(
+    app.store.people.upsert_users(
         [UserUpsert("u1", {}, email="u1@example.com", signed_up_at=now - timedelta(hours=25))],
         now,
     )
@@ -71,13 +71,13 @@ def test_the_evaluation_job_takes_the_leases_and_evaluates_only_its_rules(
     holders = {rule: holder for rule, (holder, _) in mine.holders().items()}
     assert {rule for rule, holder in holders.items() if holder == "other"} == set(taken)
     assert len([h for h in holders.values() if h == "me"]) == len(app.rules.enabled) - 4
-    written = {row["rule_id"] for row in app.store.deliveries()}
+    written = {row["rule_id"] for row in app.store.reads.deliveries()}
     assert written
     assert not written & set(taken)
 
 
 def test_a_stop_before_the_evaluation_evaluates_nothing(app: App, now: datetime) -> None:
-    app.store.upsert_users(
+    app.store.people.upsert_users(
         [UserUpsert("u1", {}, email="u1@example.com", signed_up_at=now - timedelta(hours=25))],
         now,
     )
@@ -85,7 +85,7 @@ def test_a_stop_before_the_evaluation_evaluates_nothing(app: App, now: datetime)
     stop.set()
     evaluate_job(app, FixedClock(now), Leases(app.store.engine, "me"), stop)()
     dispatch_job(app, FixedClock(now), stop)()
-    assert app.store.deliveries() == []
+    assert app.store.reads.deliveries() == []
 
 
 def test_the_idle_wait_is_bounded() -> None:

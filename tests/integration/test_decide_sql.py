@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 
 from engine.config import Config
-from engine.render import Renderer
-from engine.rules import Rule, RuleSet
+from engine.delivery.render import Renderer
+from engine.delivery.testing import RecordingTransport
+from engine.rules.language import Rule, RuleSet
 from engine.runner import Runner
-from engine.schema import deliveries, guide_flags, metadata
+from engine.sql.schema import deliveries, guide_flags, metadata
 from engine.store import EventRecord, Store, UserUpsert
-from engine.transports.mail import RecordingTransport
 
 BASE = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 ZONES = (None, "", "UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Nope/Zone")
@@ -123,9 +123,9 @@ def _reset_ledger(store: Store, ledger: list[dict[str, Any]]) -> None:
 
 def _written(store: Store) -> list[tuple[Any, ...]]:
     """Ledger rows and their flags, without the ids the two paths number differently."""
-    flags = {f["delivery_id"]: f for f in store.guide_flags()}
+    flags = {f["delivery_id"]: f for f in store.reads.guide_flags()}
     rows = []
-    for row in store.deliveries():
+    for row in store.reads.deliveries():
         flag = flags.get(row["id"])
         flag_fields = (
             None
@@ -167,10 +167,10 @@ def test_the_sql_path_writes_what_decide_writes(
 ) -> None:
     users, events, ledger = population
     _reset_all(store)
-    store.upsert_users(users, BASE)
-    store.insert_events(events, BASE)
+    store.people.upsert_users(users, BASE)
+    store.people.insert_events(events, BASE)
     for user_id in sorted(suppressed & {u.id for u in users}):
-        store.suppress(BASE, user_id=user_id)
+        store.people.suppress(BASE, user_id=user_id)
     now = BASE + later
     runner = _runner(store, rule_list, cap, quiet, tmp_path)
 
@@ -191,7 +191,7 @@ def test_the_sql_path_writes_what_decide_writes(
     assert _written(store) == expected
     written = {
         (d["rule_id"], d["user_id"], d["status"], d["reason"], d["send_at"])
-        for d in store.deliveries()
+        for d in store.reads.deliveries()
         if not d["rule_id"].startswith("old")
     }
     assert written == planned

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from engine.config import Config
-from engine.render import Renderer
-from engine.rules import load_rules
-from engine.runner import Runner, backoff
+from engine.delivery.dispatcher import backoff
+from engine.delivery.mail import PermanentSendError, TransientSendError
+from engine.delivery.render import Renderer
+from engine.rules.language import load_rules
+from engine.runner import Runner
 from engine.store import Store, UserUpsert
-from engine.transports.mail import PermanentSendError, TransientSendError
 
 RULES = """
 rules:
@@ -71,7 +72,7 @@ def runner(
         project / "rules", default_expires=timedelta(days=1), templates=renderer.names()
     )
     if only:
-        from engine.rules import RuleSet
+        from engine.rules.language import RuleSet
 
         rules = RuleSet(tuple(r for r in rules.rules if r.id == only))
     return Runner(
@@ -85,14 +86,14 @@ def runner(
 
 
 def seed(store: Store, now: datetime, *ids: str, tz: str | None = None) -> None:
-    store.upsert_users(
+    store.people.upsert_users(
         [UserUpsert(i, {}, email=f"{i}@example.com", timezone=tz, signed_up_at=now) for i in ids],
         now,
     )
 
 
 def rows(store: Store) -> dict[str, dict[str, Any]]:
-    return {f"{d['rule_id']}/{d['user_id']}": d for d in store.deliveries()}
+    return {f"{d['rule_id']}/{d['user_id']}": d for d in store.reads.deliveries()}
 
 
 def test_backoff_doubles_with_jitter_and_a_ceiling() -> None:
@@ -154,7 +155,7 @@ def test_a_hard_bounce_fails_and_suppresses_the_address(
     runner(project, store, ScriptedTransport(bounce)).tick(now)
     row = rows(store)["welcome/u1"]
     assert (row["status"], row["reply"]) == ("failed", "550 5.1.1 no such user")
-    assert store.is_suppressed("u1")
+    assert store.guides.is_suppressed("u1")
     # the next rule for that user records the email as skipped, with the reason
     runner(project, store, ScriptedTransport(), only="tips").tick(now)
     tip = rows(store)["tips/u1"]
@@ -170,14 +171,14 @@ def test_a_permanent_rejection_is_not_retried_and_not_a_bounce(
     )
     engine.tick(now)
     assert rows(store)["welcome/u1"]["status"] == "failed"
-    assert not store.is_suppressed("u1")
+    assert not store.guides.is_suppressed("u1")
     assert engine.dispatch(now + timedelta(days=1)) == {}
 
 
 def _abandon(store: Store, now: datetime) -> None:
-    (due,) = store.claim_due(now)
+    (due,) = store.outbox.claim_due(now)
     assert due.rule_id == "welcome"
-    assert store.start_sending(due.id, now)  # handed to the server, then the process "dies"
+    assert store.outbox.start_sending(due.id, now)  # handed to the server, then the process "dies"
 
 
 def test_a_claim_abandoned_before_sending_is_queued_again_and_sent_once(
@@ -187,7 +188,7 @@ def test_a_claim_abandoned_before_sending_is_queued_again_and_sent_once(
     transport = ScriptedTransport()
     engine = runner(project, store, transport)
     engine.tick(now, dispatch=False)
-    store.claim_due(now)  # claimed; the process "dies" before handing it to the server
+    store.outbox.claim_due(now)  # claimed; the process "dies" before handing it to the server
     assert engine.dispatch(now + timedelta(minutes=5)) == {}  # inside the lease: leave it
     assert engine.dispatch(now + timedelta(minutes=11)) == {"requeued": 1, "sent": 1}
     assert rows(store)["welcome/u1"]["status"] == "sent"
@@ -347,7 +348,8 @@ def test_the_header_carries_the_same_unsubscribe_link_as_the_bodies(
     # Tokens are timestamped, so two calls a second apart differ: one link per message.
     calls = iter(range(1000))
     monkeypatch.setattr(
-        "engine.runner.unsubscribe_url", lambda base, secret, user: f"{base}/u/{next(calls)}"
+        "engine.delivery.compose.unsubscribe_url",
+        lambda base, secret, user: f"{base}/u/{next(calls)}",
     )
     seed(store, now, "u1")
     transport = ScriptedTransport()
@@ -364,7 +366,7 @@ def test_a_claim_handed_back_cannot_start_sending(
 ) -> None:
     seed(store, now, "u1")
     runner(project, store, ScriptedTransport()).tick(now, dispatch=False)
-    (due,) = store.claim_due(now)
-    assert store.release_claims([due.id], now) == 1
-    assert not store.start_sending(due.id, now)  # its dispatcher must not send it now
+    (due,) = store.outbox.claim_due(now)
+    assert store.outbox.release_claims([due.id], now) == 1
+    assert not store.outbox.start_sending(due.id, now)  # its dispatcher must not send it now
     assert rows(store)["welcome/u1"]["status"] == "pending"

@@ -10,10 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
 
-from engine import reference
-from engine.decide import Candidate
-from engine.rules import Rule
-from engine.schema import deliveries, metadata
+from engine.decide.firing import Candidate
+from engine.rules import reference
+from engine.rules.language import Rule
+from engine.sql.candidates import candidates as candidates_query
+from engine.sql.schema import deliveries, metadata
 from engine.store import EventRecord, Store, UserUpsert
 
 BASE = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -117,8 +118,8 @@ def _seed(
     delivered: set[str],
     suppressed: set[str],
 ) -> None:
-    store.upsert_users(users, BASE)
-    store.insert_events(events, BASE)
+    store.people.upsert_users(users, BASE)
+    store.people.insert_events(events, BASE)
     with store.engine.begin() as connection:
         for user_id in sorted(delivered):
             connection.execute(
@@ -135,7 +136,7 @@ def _seed(
                 )
             )
     for user_id in sorted(suppressed):
-        store.suppress(BASE, user_id=user_id)
+        store.people.suppress(BASE, user_id=user_id)
 
 
 def _key(c: Candidate | reference.Firing) -> tuple[str, datetime, int | None, bool]:
@@ -167,10 +168,10 @@ def test_sql_evaluator_agrees_with_reference(
     _seed(store, users, events, delivered, suppressed & {u.id for u in users})
     now = BASE + timedelta(minutes=offset)
 
-    sql = {_key(c) for batch in store.candidates(rule, now) for c in batch}
+    sql = {_key(c) for batch in store.ledger.candidates(candidates_query(rule, now)) for c in batch}
     expected = {
         _key(firing)
-        for state in store.user_states()
+        for state in store.states.user_states()
         if (firing := reference.evaluate(rule, state, now)) is not None
     }
     assert sql == expected, f"rule={rule.model_dump(exclude_defaults=True)} now={now}"

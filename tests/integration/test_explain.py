@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from engine import reference
 from engine.errors import LifecycleError
-from engine.evaluate import compile_rule
-from engine.explain import Explanation, explain, explain_query, interpret, verdict, wants
-from engine.rules import Ops, Rule
+from engine.rules import reference
+from engine.rules.language import Ops, Rule
+from engine.sql.candidates import compile_rule
+from engine.sql.explain import explain_query
 from engine.store import EventRecord, Store, UserUpsert
+from engine.whatif.explain import Explanation, explain, interpret, verdict, wants
 from tests.integration.replay_kit import make_runner, write_pack
 from tests.integration.test_differential import BASE, _reset, _seed, minutes, populations, rules
 
@@ -64,7 +65,7 @@ def event(user_id: str, name: str, at: datetime, **properties: object) -> EventR
 @pytest.fixture
 def scene(tmp_path: Path, store: Store) -> Path:
     write_pack(tmp_path, RULES)
-    store.upsert_users(
+    store.people.upsert_users(
         [
             user("ok"),
             user("ana", persona="analyst"),
@@ -84,7 +85,7 @@ def scene(tmp_path: Path, store: Store) -> Path:
         event(u, "verified", SIGNUP + timedelta(hours=1))
         for u in ("ok", "ana", "tim", "nop", "conn", "gone", "crm")
     ]
-    store.insert_events(
+    store.people.insert_events(
         [
             *verified,
             event("early", "verified", NOW - timedelta(minutes=90)),
@@ -95,7 +96,7 @@ def scene(tmp_path: Path, store: Store) -> Path:
         ],
         SIGNUP,
     )
-    store.unsubscribe("gone", SIGNUP)
+    store.guides.unsubscribe("gone", SIGNUP)
     return tmp_path
 
 
@@ -190,7 +191,7 @@ def test_explanations_agree_with_the_tick(scene: Path, store: Store) -> None:
     runner = make_runner(scene, store)
     for rule in runner.rules.rules:
         planned = {p.user_id for batch in runner.plan(NOW, rule_ids=[rule.id]) for p in batch}
-        for state in store.user_states():
+        for state in store.states.user_states():
             found: Explanation = explain(runner, rule.id, state.user.id, NOW)
             assert found.fires == (state.user.id in planned), (rule.id, state.user.id)
             assert (found.planned is not None) == found.fires
@@ -219,8 +220,8 @@ def test_explain_agrees_with_the_reference_evaluator(
     _seed(store, users, events, delivered, set())
     now = BASE + timedelta(minutes=offset)
     compiled = compile_rule(rule, now)
-    for state in store.user_states():
-        row = store.first_row(explain_query(rule, state.user.id, now))
+    for state in store.states.user_states():
+        row = store.reads.first_row(explain_query(rule, state.user.id, now))
         assert row is not None
         matches = all(c.ok for c in interpret(rule, compiled, row, now))
         expected = reference.evaluate(rule, state, now) is not None

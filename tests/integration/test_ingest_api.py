@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.api import create_app
 from engine.clock import isoformat
 from engine.config import Config
-from engine.ingest_api import INGEST_DISABLED
+from engine.http.app import create_app
+from engine.http.server import running_server
+from engine.ingest.routes import INGEST_DISABLED
 from engine.model import Event, UserState
-from engine.serve import running_server
 from engine.store import Store, connect
 
 KEY = "write-key"
@@ -61,15 +61,15 @@ def batch(*messages: Any, **envelope: Any) -> dict[str, Any]:
 
 
 def states(store: Store) -> dict[str, UserState]:
-    return {state.user.id: state for state in store.user_states()}
+    return {state.user.id: state for state in store.states.user_states()}
 
 
 def all_events(store: Store) -> list[dict[str, Any]]:
-    return store.dump()["events"]
+    return store.reads.dump()["events"]
 
 
 def events_of(store: Store, user_id: str) -> list[Event]:
-    return [e for state in store.user_states([user_id]) for e in state.events]
+    return [e for state in store.states.user_states([user_id]) for e in state.events]
 
 
 # ---- authentication --------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_without_write_keys_ingestion_is_disabled(store: Store, now: datetime) -
         assert (
             response.json()["error"] == INGEST_DISABLED == "ingestion disabled: set api.write_keys"
         )
-    assert store.dump()["users"] == []
+    assert store.reads.dump()["users"] == []
     assert all_events(store) == []
 
 
@@ -278,7 +278,7 @@ def test_group_stores_account_traits_and_links_the_user(store: Store, now: datet
         assert client.post("/v1/group", json=anonymous, auth=(KEY, "")).status_code == 200
         identify = {"userId": "u1", "traits": {"email": "u1@example.com"}}
         assert client.post("/v1/identify", json=identify, auth=(KEY, "")).status_code == 200
-    accounts = {a["id"]: a for a in store.accounts()}
+    accounts = {a["id"]: a for a in store.reads.accounts()}
     assert accounts["acc-1"]["traits"] == {"name": "Acme", "plan": "team", "seats": 5}
     assert (accounts["acc-1"]["created_at"], accounts["acc-1"]["updated_at"]) == (now, later)
     assert accounts["acc-2"]["traits"] == {}

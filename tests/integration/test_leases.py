@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
-from engine.leases import Leases
 from engine.store import Store
+from engine.store.leases import Leases
 
 PERIOD = timedelta(minutes=3)
 RULES = ["a", "b", "c"]

@@ -9,16 +9,16 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.api import create_app
 from engine.clock import FixedClock
 from engine.config import Config
-from engine.metrics import Metrics
-from engine.render import Renderer
-from engine.rules import load_rules
+from engine.delivery.render import Renderer
+from engine.delivery.testing import RecordingTransport
+from engine.http.app import create_app
+from engine.http.server import running_server
+from engine.rules.language import load_rules
 from engine.runner import Runner
-from engine.serve import running_server
 from engine.store import Store
-from engine.transports.mail import RecordingTransport
+from engine.telemetry.metrics import Metrics
 from tests.integration.test_runner import RULES, seed
 
 KEY = "write-key"

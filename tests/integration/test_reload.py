@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.app import App, open_app
+from engine.app.wiring import App, open_app
 from engine.config import Config
-from engine.reload import Reloader
+from engine.daemon.reload import Reloader
+from engine.delivery.testing import RecordingTransport
 from engine.store import UserUpsert
-from engine.transports.mail import RecordingTransport
 
 RULES = """\
 rules:
@@ -115,7 +115,7 @@ def _context(app: App) -> dict[str, object]:
 
 def test_a_removed_or_disabled_rule_is_gone_from_the_next_tick(app: App, now: datetime) -> None:
     def signup(user_id: str, at: datetime) -> None:
-        app.store.upsert_users(
+        app.store.people.upsert_users(
             [UserUpsert(user_id, {}, email=f"{user_id}@example.com", signed_up_at=at)], at
         )
 
@@ -133,7 +133,7 @@ def test_a_removed_or_disabled_rule_is_gone_from_the_next_tick(app: App, now: da
         assert planned_rules(app, later) == {"tour"}
         app.runner.tick(later)
     # The ledger keeps the history of the rule that went away.
-    fired = {(d["rule_id"], d["user_id"]) for d in app.store.deliveries()}
+    fired = {(d["rule_id"], d["user_id"]) for d in app.store.reads.deliveries()}
     assert fired == {("welcome", "u1"), ("tour", "u1"), ("tour", "u2"), ("tour", "u3")}
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from engine.errors import LifecycleError
-from engine.replay import Entry, Period, diff, diff_totals, replay, summarize
 from engine.store import Store
+from engine.whatif.replay import Entry, Period, diff, diff_totals, replay, summarize
 from tests.integration.replay_kit import (
     DAYS,
     RULES,
@@ -34,7 +34,7 @@ def run_daemon(tmp_path: Path, store: Store, period: Period) -> None:
     for now in period.ticks():
         for user_id, at in UNSUBSCRIBES.items():
             if now - HOUR < at <= now:
-                store.unsubscribe(user_id, at)
+                store.guides.unsubscribe(user_id, at)
         runner.tick(now)
 
 
@@ -46,7 +46,7 @@ def ledger_keys(store: Store, since: datetime) -> set[Key]:
 
     return {
         (r["rule_id"], r["user_id"], written(r), r["fire_at"], r["send_at"], r["created_at"])
-        for r in store.deliveries()
+        for r in store.reads.deliveries()
         if r["created_at"] >= since
     }
 
@@ -64,9 +64,9 @@ def recorded(tmp_path: Path, store: Store) -> Store:
 
 
 def test_replay_shows_exactly_what_the_daemon_wrote(tmp_path: Path, recorded: Store) -> None:
-    before = recorded.dump()
+    before = recorded.reads.dump()
     timeline = replay(make_runner(tmp_path, recorded), PERIOD)
-    assert recorded.dump() == before  # nothing written, nothing deleted for real
+    assert recorded.reads.dump() == before  # nothing written, nothing deleted for real
     expected = ledger_keys(recorded, T0)
     assert timeline_keys(timeline.entries) == expected
     outcomes = {e.outcome for e in timeline.entries}

@@ -4,21 +4,21 @@ concurrent ticks never trigger a rule twice for a user."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import ClauseElement
 
 from engine.config import Config
-from engine.decide import Candidate
-from engine.decide_sql import Settings
-from engine.render import Renderer
-from engine.rules import Rule, RuleSet, load_rules
+from engine.delivery.render import Renderer
+from engine.delivery.testing import RecordingTransport
+from engine.rules.language import RuleSet, load_rules
 from engine.runner import Runner
-from engine.store import Decided, Store, UserUpsert, connect
-from engine.transports.mail import RecordingTransport
+from engine.store import Store, UserUpsert, connect
+from engine.store.testing import intercept
 
 RULES = """
 rules:
@@ -60,7 +60,7 @@ def make_runner(project: Path, store: Store, transport: RecordingTransport) -> R
 
 
 def seed(store: Store, now: datetime) -> None:
-    store.upsert_users(
+    store.people.upsert_users(
         [
             UserUpsert(
                 "u1",
@@ -81,7 +81,7 @@ def test_a_render_error_fails_only_that_delivery(
     seed(store, now)
     transport = RecordingTransport()
     report = make_runner(project, store, transport).tick(now)
-    rows = {(d["rule_id"], d["user_id"]): d for d in store.deliveries()}
+    rows = {(d["rule_id"], d["user_id"]): d for d in store.reads.deliveries()}
     assert rows[("plan-note", "u2")]["status"] == "failed"
     assert "plan-note" not in str(rows[("plan-note", "u1")]["reason"])
     assert "plan/subject.txt:1: UndefinedError" in rows[("plan-note", "u2")]["reason"]
@@ -92,7 +92,7 @@ def test_a_render_error_fails_only_that_delivery(
     subjects = sorted(str(m["Subject"]) for m in transport.messages)
     assert subjects == ["Hi Ana", "Hi there", "Your TEAM plan"]
     # the guide applies even when the email cannot go out
-    assert {f["user_id"] for f in store.guide_flags()} == {"u1", "u2", "u3"}
+    assert {f["user_id"] for f in store.reads.guide_flags()} == {"u1", "u2", "u3"}
 
 
 def test_a_transport_error_is_recorded_not_raised(
@@ -102,7 +102,7 @@ def test_a_transport_error_is_recorded_not_raised(
     transport = RecordingTransport()
     transport.fail_with = ConnectionRefusedError("smtp down")
     make_runner(project, store, transport).tick(now)
-    retrying = [d for d in store.deliveries() if d["status"] == "retrying"]
+    retrying = [d for d in store.reads.deliveries() if d["status"] == "retrying"]
     assert len(retrying) == 3
     assert all(
         d["reason"] == "temporary failure: ConnectionRefusedError: smtp down" for d in retrying
@@ -110,40 +110,28 @@ def test_a_transport_error_is_recorded_not_raised(
     assert all(d["send_at"] > now for d in retrying)
 
 
-class BrokenForOneRule(Store):
-    def candidates(
-        self,
-        rule: Rule,
-        now: datetime,
-        *,
-        user_ids: Sequence[str] | None = None,
-        ordered: bool = False,
-        where: Sequence[ColumnElement[bool]] = (),
-    ) -> Iterator[list[Candidate]]:
-        if rule.id == "welcome":
-            raise RuntimeError("database said no")
-        return super().candidates(rule, now, user_ids=user_ids, ordered=ordered, where=where)
+def failing_for(rule_id: str) -> Callable[..., Any]:
+    """Around a ledger method: the statement of one rule fails, the others run for real."""
 
-    def record_decided(
-        self,
-        rule: Rule,
-        now: datetime,
-        settings: Settings,
-        where: Sequence[ColumnElement[bool]] = (),
-    ) -> Decided:
-        if rule.id == "welcome":
+    def around(real: Callable[..., Any], statement: ClauseElement, *args: Any) -> Any:
+        if rule_id in statement.compile().params.values():
             raise RuntimeError("database said no")
-        return super().record_decided(rule, now, settings, where)
+        return real(statement, *args)
+
+    return around
 
 
 def test_one_failing_rule_does_not_stop_the_others(
     project: Path, store: Store, now: datetime
 ) -> None:
     seed(store, now)
-    broken = BrokenForOneRule(store.engine)
+    broken_ledger = intercept(
+        store.ledger, candidates=failing_for("welcome"), record_decided=failing_for("welcome")
+    )
+    broken = store.replacing(ledger=broken_ledger)
     report = make_runner(project, broken, RecordingTransport()).tick(now)
     assert report.written["welcome/error"] == 1
-    assert {d["rule_id"] for d in store.deliveries()} == {"plan-note"}
+    assert {d["rule_id"] for d in store.reads.deliveries()} == {"plan-note"}
 
 
 def test_concurrent_ticks_trigger_each_rule_once_per_user(
@@ -158,7 +146,7 @@ def test_concurrent_ticks_trigger_each_rule_once_per_user(
         )
         for i in range(300)
     ]
-    store.upsert_users(users, now)
+    store.people.upsert_users(users, now)
     url = store.engine.url.render_as_string(hide_password=False)
     engines = [connect(url) for _ in range(3)]
     runners = [make_runner(project, Store(e), RecordingTransport()) for e in engines]
@@ -180,10 +168,10 @@ def test_concurrent_ticks_trigger_each_rule_once_per_user(
     for engine in engines:
         engine.dispose()
     assert errors == []
-    rows = store.deliveries()
+    rows = store.reads.deliveries()
     assert len(rows) == 600
     assert len({(d["rule_id"], d["user_id"]) for d in rows}) == 600
-    assert len(store.guide_flags()) == 300
+    assert len(store.reads.guide_flags()) == 300
 
 
 def test_rule_set_from_a_store_with_rules_removed_fails_visibly(
@@ -195,5 +183,5 @@ def test_rule_set_from_a_store_with_rules_removed_fails_visibly(
     runner.rules = RuleSet(tuple(r for r in runner.rules.rules if r.id != "plan-note"))
     outcome = runner.dispatch(now)
     assert outcome["failed"] == 2  # plan-note rows for u1, u2: the rule no longer exists
-    reasons = {d["reason"] for d in store.deliveries() if d["status"] == "failed"}
+    reasons = {d["reason"] for d in store.reads.deliveries() if d["status"] == "failed"}
     assert reasons == {"rule 'plan-note' is no longer defined"}

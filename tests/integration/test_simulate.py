@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine import demo
-from engine.replay import Period
-from engine.rules import Goal, Rule
-from engine.schema import deliveries, events
-from engine.simulate import Response, satisfying, simulate, treated
+from engine.rules.language import Goal, Rule
+from engine.sql.schema import deliveries, events
 from engine.store import Store, connect, migrate
+from engine.whatif import population as demo
+from engine.whatif.replay import Period
+from engine.whatif.simulate import Response, satisfying, simulate, treated
 from tests.integration.replay_kit import make_runner, write_pack
 
 END = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
@@ -95,11 +95,11 @@ def test_the_history_is_the_same_for_the_same_seed(tmp_path: Path) -> None:
 def _history(store: Store) -> tuple[list[Any], list[Any]]:
     ledger = sorted(
         (d["rule_id"], d["user_id"], d["status"], d["created_at"], d["sent_at"])
-        for d in store.deliveries()
+        for d in store.reads.deliveries()
     )
     goals = sorted(
         (e.user_id, e.occurred_at)
-        for state in store.user_states()
+        for state in store.states.user_states()
         for e in state.events
         if e.name == "activated"
     )

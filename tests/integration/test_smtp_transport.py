@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from engine.config import SmtpConfig
-from engine.errors import ConfigError
-from engine.transports.mail import (
+from engine.delivery.mail import (
     POLICY,
     Envelope,
     PermanentSendError,
@@ -24,7 +23,8 @@ from engine.transports.mail import (
     UncertainSendError,
     build_message,
 )
-from engine.transports.smtp import SmtpTransport
+from engine.delivery.smtp import SmtpTransport
+from engine.errors import ConfigError
 from tests.smtp_server import PASSWORD, USERNAME, Certs, SmtpServer, make_certs
 
 UNSUBSCRIBE = "https://app.airtouch.example/unsubscribe?token=" + "x" * 180

@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import text
 
 from engine.config import Config
-from engine.render import Renderer
-from engine.rules import load_rules
+from engine.delivery.render import Renderer
+from engine.delivery.testing import RecordingTransport
+from engine.rules.language import load_rules
 from engine.runner import Runner
 from engine.store import Store, UserUpsert
-from engine.transports.mail import RecordingTransport
+from engine.store.ledger import Ledger
 
 RULES = """
 rules:
@@ -48,13 +49,13 @@ def signups(store: Store, now: datetime, count: int) -> None:
         UserUpsert(id=f"u{n:05d}", traits={}, signed_up_at=now - timedelta(hours=1))
         for n in range(count)
     ]
-    store.upsert_users(users, now)
+    store.people.upsert_users(users, now)
 
 
 def spy(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Record each call of the store's analyze_ledger (and what it returned)."""
     calls: list[bool] = []
-    original = store.analyze_ledger
+    original = store.ledger.analyze_ledger
 
     def recording() -> bool:
         ran = original()
@@ -74,13 +75,13 @@ def manual_analyzes(store: Store) -> int:
 def test_a_large_write_refreshes_the_ledger_statistics(
     runner: Runner, store: Store, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    signups(store, now, Store.ANALYZE_AFTER_ROWS)
+    signups(store, now, Ledger.ANALYZE_AFTER_ROWS)
     calls = spy(store, monkeypatch)
     before = manual_analyzes(store) if store.dialect == "postgresql" else 0
 
     report = runner.tick(now, dispatch=False)
 
-    assert sum(report.written.values()) == Store.ANALYZE_AFTER_ROWS
+    assert sum(report.written.values()) == Ledger.ANALYZE_AFTER_ROWS
     assert calls == [store.dialect == "postgresql"]
     if store.dialect == "postgresql":
         assert manual_analyzes(store) == before + 1
@@ -89,12 +90,12 @@ def test_a_large_write_refreshes_the_ledger_statistics(
 def test_a_small_write_leaves_the_statistics_to_autovacuum(
     runner: Runner, store: Store, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    signups(store, now, Store.ANALYZE_AFTER_ROWS - 1)
+    signups(store, now, Ledger.ANALYZE_AFTER_ROWS - 1)
     calls = spy(store, monkeypatch)
 
     report = runner.tick(now, dispatch=False)
     again = runner.tick(now + timedelta(minutes=5), dispatch=False)
 
-    assert sum(report.written.values()) == Store.ANALYZE_AFTER_ROWS - 1
+    assert sum(report.written.values()) == Ledger.ANALYZE_AFTER_ROWS - 1
     assert sum(again.written.values()) == 0
     assert calls == []

@@ -7,10 +7,11 @@ from datetime import datetime, timedelta
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from engine.decide import Candidate, decide
+from engine.decide.firing import Candidate, decide
 from engine.model import Status
-from engine.rules import Rule
-from engine.schema import metadata
+from engine.rules.language import Rule
+from engine.sql.candidates import candidates as candidates_query
+from engine.sql.schema import metadata
 from engine.store import EventRecord, Store, UserUpsert, migrate
 
 
@@ -33,11 +34,11 @@ def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
     migrate(store.engine)
     migrate(store.engine)
-    assert store.counts()["users"] == 0
+    assert store.reads.counts()["users"] == 0
 
 
 def test_identify_merges_traits_and_keeps_columns(store: Store, now: datetime) -> None:
-    store.upsert_users(
+    store.people.upsert_users(
         [
             UserUpsert(
                 "u1", {"plan": "free", "a": 1}, email="a@x.io", persona="analyst", signed_up_at=now
@@ -45,8 +46,8 @@ def test_identify_merges_traits_and_keeps_columns(store: Store, now: datetime) -
         ],
         now,
     )
-    store.upsert_users([UserUpsert("u1", {"plan": "team"}, persona="data_engineer")], now)
-    (state,) = store.user_states()
+    store.people.upsert_users([UserUpsert("u1", {"plan": "team"}, persona="data_engineer")], now)
+    (state,) = store.states.user_states()
     assert state.user.traits == {"plan": "team", "a": 1}
     assert state.user.persona == "data_engineer"
     assert state.user.email == "a@x.io"
@@ -54,23 +55,23 @@ def test_identify_merges_traits_and_keeps_columns(store: Store, now: datetime) -
 
 
 def test_same_user_twice_in_one_batch_is_merged_in_order(store: Store, now: datetime) -> None:
-    store.upsert_users(
+    store.people.upsert_users(
         [
             UserUpsert("u1", {"x": 1}, email="old@x.io"),
             UserUpsert("u1", {"y": 2}, email="new@x.io"),
         ],
         now,
     )
-    (state,) = store.user_states()
+    (state,) = store.states.user_states()
     assert state.user.traits == {"x": 1, "y": 2}
     assert state.user.email == "new@x.io"
 
 
 def test_events_with_a_seen_message_id_are_stored_once(store: Store, now: datetime) -> None:
     event = EventRecord("u1", "login", now, {"n": 1}, "m-1")
-    assert store.insert_events([event, event], now) == 1
-    assert store.insert_events([event], now) == 0
-    assert store.counts()["events"] == 1
+    assert store.people.insert_events([event, event], now) == 1
+    assert store.people.insert_events([event], now) == 0
+    assert store.reads.counts()["events"] == 1
 
 
 def test_record_is_exactly_once_per_rule_and_user(store: Store, now: datetime) -> None:
@@ -79,36 +80,36 @@ def test_record_is_exactly_once_per_rule_and_user(store: Store, now: datetime) -
         decide(rule, _candidate(u, now), now, guide_ttl=timedelta(days=7), domain="x.io")
         for u in ("u1", "u2")
     ]
-    assert len(store.record(planned, now)) == 2
+    assert len(store.ledger.record(planned, now)) == 2
     # A second writer (a re-run, another replica) loses silently: nothing twice.
-    assert store.record(planned, now + timedelta(minutes=1)) == []
-    assert store.counts()["deliveries"] == 2
-    flags = store.guide_flags()
+    assert store.ledger.record(planned, now + timedelta(minutes=1)) == []
+    assert store.reads.counts()["deliveries"] == 2
+    flags = store.reads.guide_flags()
     assert sorted(f["user_id"] for f in flags) == ["u1", "u2"]
     assert all(f["expires_at"] == now + timedelta(days=7) for f in flags)
 
 
 def test_claim_moves_due_rows_to_sending_once(store: Store, now: datetime) -> None:
     rule = _rule(email="t")
-    store.record(
+    store.ledger.record(
         [decide(rule, _candidate("u1", now), now, guide_ttl=timedelta(days=7), domain="x.io")], now
     )
-    store.upsert_users([UserUpsert("u1", {}, email="a@example.com")], now)
-    assert store.claim_due(now - timedelta(seconds=1)) == []  # not due yet
-    (due,) = store.claim_due(now)
+    store.people.upsert_users([UserUpsert("u1", {}, email="a@example.com")], now)
+    assert store.outbox.claim_due(now - timedelta(seconds=1)) == []  # not due yet
+    (due,) = store.outbox.claim_due(now)
     assert due.rule_id == "r1"
     assert due.user["email"] == "a@example.com"
     assert due.attempts == 1
-    assert store.claim_due(now) == []  # already claimed
-    store.mark(due.id, Status.SENT, now)
-    store.mark(due.id, Status.FAILED, now)  # only a row still `sending` changes
-    (row,) = store.deliveries()
+    assert store.outbox.claim_due(now) == []  # already claimed
+    store.outbox.mark(due.id, Status.SENT, now)
+    store.outbox.mark(due.id, Status.FAILED, now)  # only a row still `sending` changes
+    (row,) = store.reads.deliveries()
     assert row["status"] == "sent"
     assert row["sent_at"] == now
 
 
 def test_suppression_by_user_or_email(store: Store, now: datetime) -> None:
-    store.upsert_users(
+    store.people.upsert_users(
         [
             UserUpsert("u1", {}, email="A@Example.com", signed_up_at=now),
             UserUpsert("u2", {}, email="b@example.com", signed_up_at=now),
@@ -116,13 +117,17 @@ def test_suppression_by_user_or_email(store: Store, now: datetime) -> None:
         ],
         now,
     )
-    store.suppress(now, user_id="u1")
-    store.suppress(now, email="B@EXAMPLE.COM", reason="bounced")
-    store.suppress(now, user_id="u1")  # idempotent
+    store.people.suppress(now, user_id="u1")
+    store.people.suppress(now, email="B@EXAMPLE.COM", reason="bounced")
+    store.people.suppress(now, user_id="u1")  # idempotent
     rule = _rule(email="t")
-    found = {c.user_id: c.suppressed for b in store.candidates(rule, now) for c in b}
+    found = {
+        c.user_id: c.suppressed
+        for b in store.ledger.candidates(candidates_query(rule, now))
+        for c in b
+    }
     assert found == {"u1": True, "u2": True, "u3": False}
-    states = {s.user.id: s.suppressed for s in store.user_states()}
+    states = {s.user.id: s.suppressed for s in store.states.user_states()}
     assert states == found
 
 
@@ -131,9 +136,9 @@ def test_traits_merge_the_same_within_a_batch_and_across_batches(
 ) -> None:
     first = UserUpsert("u1", {"company": {"name": "A", "size": 5}, "plan": "free"})
     second = UserUpsert("u1", {"company": {"name": "B"}, "plan": None})
-    store.upsert_users([first, second], now)
-    store.upsert_users([UserUpsert("u2", first.traits)], now)
-    store.upsert_users([UserUpsert("u2", second.traits)], now)
-    states = {s.user.id: s.user.traits for s in store.user_states()}
+    store.people.upsert_users([first, second], now)
+    store.people.upsert_users([UserUpsert("u2", first.traits)], now)
+    store.people.upsert_users([UserUpsert("u2", second.traits)], now)
+    states = {s.user.id: s.user.traits for s in store.states.user_states()}
     # shallow: a later value replaces the whole trait, null included
     assert states["u1"] == states["u2"] == {"company": {"name": "B"}, "plan": None}

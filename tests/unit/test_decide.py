@@ -7,16 +7,10 @@ from typing import Any
 
 import pytest
 
-from engine.decide import (
-    Candidate,
-    anchor_name,
-    decide,
-    holdout_bucket,
-    in_holdout,
-    message_id,
-)
+from engine.decide.firing import Candidate, anchor_name, decide
+from engine.decide.keys import holdout_bucket, in_holdout, message_id
 from engine.model import Status
-from engine.rules import Rule
+from engine.rules.language import Rule
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 ANCHOR = NOW - timedelta(hours=30)

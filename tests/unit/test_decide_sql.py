@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.decide import HOLDOUT_KEY_BYTES, holdout_bucket, holdout_key, in_holdout
-from engine.decide_sql import holdout_threshold
+from engine.decide.keys import HOLDOUT_KEY_BYTES, holdout_bucket, holdout_key, in_holdout
+from engine.sql.ledger import holdout_threshold
 from tests.unit.test_decide import make_rule
 
 SPACE = 1 << (8 * HOLDOUT_KEY_BYTES)

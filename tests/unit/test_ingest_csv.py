@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.errors import Problem
-from engine.ingest import ingest_csv, ingest_lines
+from engine.ingest.files import ingest_csv, ingest_lines
 from engine.model import UserState
 from engine.store import Store, connect, migrate
 
@@ -15,7 +15,7 @@ from engine.store import Store, connect, migrate
 def load(store: Store, now: datetime, text: str) -> tuple[list[Problem], dict[str, UserState]]:
     # newline="": what the CLI opens files with, so quoted line breaks reach the csv module.
     report = ingest_csv(io.StringIO(text, newline=""), store, now, source="users.csv")
-    return report.problems, {state.user.id: state for state in store.user_states()}
+    return report.problems, {state.user.id: state for state in store.states.user_states()}
 
 
 def test_identify_and_track_rows(sqlite_store: Store, now: datetime) -> None:
@@ -28,7 +28,7 @@ def test_identify_and_track_rows(sqlite_store: Store, now: datetime) -> None:
     )
     report = ingest_csv(io.StringIO(text), sqlite_store, now, source="users.csv")
     assert (report.lines, report.users, report.events, report.rejected) == (4, 1, 2, 0)
-    [state] = sqlite_store.user_states()
+    [state] = sqlite_store.states.user_states()
     user = state.user
     assert (user.id, user.email, user.persona) == ("u1", "ada@example.com", "data_engineer")
     assert user.signed_up_at == datetime(2026, 3, 1, tzinfo=UTC)
@@ -76,13 +76,13 @@ def test_group_alias_page_and_anonymous_rows(sqlite_store: Store, now: datetime)
     report = ingest_csv(io.StringIO(text), sqlite_store, now, source="mixed.csv")
     assert report.problems == []
     assert (report.accounts, report.aliased) == (1, 2)
-    [state] = sqlite_store.user_states()
+    [state] = sqlite_store.states.user_states()
     assert state.user.account_id == "acc-1"
     assert sorted((e.name, e.properties.get("path")) for e in state.events) == [
         ("page", "/pricing"),
         ("signup_started", None),
     ]
-    assert sqlite_store.accounts()[0]["traits"] == {"name": "Acme"}
+    assert sqlite_store.reads.accounts()[0]["traits"] == {"name": "Acme"}
 
 
 def test_bad_rows_are_reported_with_their_line_and_the_rest_kept(
@@ -109,7 +109,7 @@ def test_bad_rows_are_reported_with_their_line_and_the_rest_kept(
         ),
     ]
     assert report.lines == 9
-    [state] = sqlite_store.user_states()
+    [state] = sqlite_store.states.user_states()
     assert [e.name for e in state.events] == ["kept"]
     assert state.user.traits == {"note": "multi\nline"}
 
@@ -121,7 +121,7 @@ def test_an_unknown_column_stops_the_file_at_its_header(sqlite_store: Store, now
     assert (problem.file, problem.line) == ("users.csv", 1)
     assert problem.message.startswith("CSV header: unknown column 'email' (expected type, userId")
     assert problem.message.endswith("traits.NAME or properties.NAME)")
-    assert list(sqlite_store.user_states()) == []
+    assert list(sqlite_store.states.user_states()) == []
 
 
 def test_header_problems(sqlite_store: Store, now: datetime) -> None:
@@ -160,6 +160,6 @@ def test_csv_and_json_lines_store_the_same_thing(tmp_path: Path, now: datetime) 
             ingest_csv(io.StringIO(csv_text), store, now, source="a.csv")
         else:
             ingest_lines(json_lines, store, now, source="a.jsonl")
-        dumps.append(store.dump())
+        dumps.append(store.reads.dump())
         engine.dispose()
     assert dumps[0] == dumps[1]

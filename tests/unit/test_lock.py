@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.daemon.lock import lock_database, lock_path
 from engine.errors import LifecycleError
-from engine.lock import lock_database, lock_path
 
 
 def test_only_sqlite_files_are_locked() -> None:

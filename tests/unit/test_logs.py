@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from engine.logs import JsonFormatter
+from engine.telemetry.logs import JsonFormatter
 
 
 def record(message: str, *args: object, exc: bool = False) -> logging.LogRecord:

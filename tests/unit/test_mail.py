@@ -13,14 +13,9 @@ from typing import Any
 
 import pytest
 
-from engine.transports import mail
-from engine.transports.mail import (
-    ConsoleTransport,
-    Envelope,
-    FileOutbox,
-    RecordingTransport,
-    build_message,
-)
+from engine.delivery import mail
+from engine.delivery.mail import ConsoleTransport, Envelope, FileOutbox, build_message
+from engine.delivery.testing import RecordingTransport
 
 DATE = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 UNSUBSCRIBE = "https://app.airtouch.example/unsubscribe/IjEi.abc-DEF_123"

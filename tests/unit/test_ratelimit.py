@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.ratelimit import RateLimiter
+from engine.ingest.ratelimit import RateLimiter
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

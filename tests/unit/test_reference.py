@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from engine.model import Event, User, UserState
-from engine.reference import Firing, evaluate
-from engine.rules import Rule
+from engine.rules.language import Rule
+from engine.rules.reference import Firing, evaluate
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 AFTER = timedelta(hours=24)

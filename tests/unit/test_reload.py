@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.reload import Changes, changes
-from engine.rules import Rule, RuleSet
+from engine.daemon.reload import Changes, changes
+from engine.rules.language import Rule, RuleSet
 
 
 def rule(rule_id: str, **fields: Any) -> Rule:

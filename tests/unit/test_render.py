@@ -10,9 +10,15 @@ import pytest
 from markupsafe import escape
 
 from engine.config import load_config
+from engine.delivery.render import (
+    RenderedEmail,
+    Renderer,
+    email_context,
+    first_name,
+    template_names,
+)
+from engine.delivery.tokens import unsubscribe_url
 from engine.errors import TemplateError
-from engine.render import RenderedEmail, Renderer, email_context, first_name, template_names
-from engine.tokens import unsubscribe_url
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import Problem, ProblemsError, RuleError
-from engine.rules import Ops, Rule, RuleSet, load_rules, parse_rule_file
+from engine.rules.language import Ops, Rule, RuleSet, load_rules, parse_rule_file
 
 BAD_DURATION = "use a number and a unit (s, m, h, d, w), e.g. '30m', '24h', '7d' or '1d12h'"
 OPERATOR_LIST = "in, not_in, eq, ne, gt, gte, lt, lte, exists"

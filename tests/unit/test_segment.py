@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from engine.errors import Problem
-from engine.ingest import ingest_lines
+from engine.ingest.files import ingest_lines
+from engine.ingest.segment import SegmentError, parse_message
 from engine.model import UserState
-from engine.segment import SegmentError, parse_message
 from engine.store import EventRecord, Store, UserUpsert
 
 RECEIVED = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -34,7 +34,7 @@ def line(message: dict[str, Any]) -> str:
 
 
 def states(store: Store) -> dict[str, UserState]:
-    return {state.user.id: state for state in store.user_states()}
+    return {state.user.id: state for state in store.states.user_states()}
 
 
 # ---- identify -------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def test_good_lines_are_stored(sqlite_store: Store, now: datetime) -> None:
     assert (report.lines, report.users, report.events, report.duplicates) == (3, 1, 2, 0)
     assert report.problems == []
     assert report.rejected == 0
-    [state] = sqlite_store.user_states()
+    [state] = sqlite_store.states.user_states()
     user = state.user
     assert user.id == "u1"
     assert user.persona == "data_engineer"
@@ -360,7 +360,7 @@ def test_bad_lines_are_reported_with_line_numbers_and_skipped(
     assert report.problems[2] == Problem("event: required, a non-empty string", "events.jsonl", 7)
     assert report.problems[3] == Problem("a message must be a JSON object", "events.jsonl", 8)
     assert str(report.problems[1]).startswith("events.jsonl:4: type: unsupported 'merge'")
-    [state] = sqlite_store.user_states()
+    [state] = sqlite_store.states.user_states()
     assert [e.name for e in state.events] == ["connection_created"]
 
 
@@ -369,7 +369,7 @@ def test_blank_lines_are_ignored(sqlite_store: Store, now: datetime) -> None:
     assert report.lines == 4
     assert (report.users, report.events, report.duplicates) == (0, 0, 0)
     assert report.problems == []
-    assert list(sqlite_store.user_states()) == []
+    assert list(sqlite_store.states.user_states()) == []
 
 
 def test_empty_input(sqlite_store: Store, now: datetime) -> None:
@@ -391,7 +391,7 @@ def test_reingesting_the_same_lines_stores_no_duplicate_events(
     second = ingest_lines(lines, sqlite_store, now + timedelta(hours=1), source="a.jsonl")
     assert (second.events, second.duplicates) == (0, 3)
     assert second.problems == []
-    [state] = sqlite_store.user_states()
+    [state] = sqlite_store.states.user_states()
     assert sorted(e.name for e in state.events) == ["connection_created", "signed_in", "x"]
 
 

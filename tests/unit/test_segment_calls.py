@@ -12,7 +12,7 @@ import pytest
 
 from engine.config import IngestConfig, load_config
 from engine.errors import ConfigError
-from engine.segment import (
+from engine.ingest.segment import (
     Group,
     SegmentError,
     TraitMapping,

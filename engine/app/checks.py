@@ -1,0 +1,109 @@
+"""`lifecycle check`: the config, every rule and every template, all problems at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine.config import Config
+from engine.delivery.render import Renderer, email_context
+from engine.errors import Problem, RuleError, TemplateError
+from engine.rules.language import RuleSet, load_rules
+
+SAMPLE_AT = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
+SAMPLE_USERS: tuple[dict[str, Any], ...] = (
+    {
+        "id": "sample-full",
+        "email": "ana.garcia@northwind.example",
+        "persona": "data_engineer",
+        "signup_source": "organic",
+        "signed_up_at": SAMPLE_AT,
+        "timezone": "Europe/Madrid",
+        "account_id": "acct-1",
+        "invited_by": "u-0",
+        "traits": {"first_name": "Ana", "company": "Northwind", "plan": "trial"},
+    },
+    {
+        "id": "sample-sparse",
+        "email": "x@example.com",
+        "persona": None,
+        "signup_source": None,
+        "signed_up_at": None,
+        "timezone": None,
+        "account_id": None,
+        "invited_by": None,
+        "traits": {},
+    },
+)
+
+
+@dataclass
+class CheckResult:
+    problems: list[Problem] = field(default_factory=list)
+    rules: int = 0
+    templates: int = 0
+
+
+def check(config: Config) -> CheckResult:
+    return validate(config)[0]
+
+
+def validate(
+    config: Config, renderer: Renderer | None = None
+) -> tuple[CheckResult, RuleSet | None, Renderer]:
+    """The check, plus what it loaded: hot reload swaps in exactly what was checked, so a
+    file edited between checking and loading can never slip through unchecked."""
+    result = CheckResult()
+    renderer = renderer or Renderer(config.templates_dir)
+    rules: RuleSet | None = None
+    names = renderer.names()
+    result.templates = len(names)
+    if not config.templates_dir.is_dir():
+        result.problems.append(Problem("templates directory not found", str(config.templates_dir)))
+    for name in sorted(names):
+        result.problems.extend(_render_samples(renderer, name, config))
+    try:
+        rules = load_rules(
+            config.rules_dir, default_expires=config.defaults.expires, templates=names
+        )
+        result.rules = len(rules.rules)
+    except RuleError as exc:
+        result.problems.extend(exc.problems)
+    return result, rules, renderer
+
+
+def _render_samples(renderer: Renderer, name: str, config: Config) -> list[Problem]:
+    for user in SAMPLE_USERS:
+        for guide in ("sample_guide", None):
+            context = email_context(
+                user=user,
+                rule_id="sample-rule",
+                rule_description="A sample rule",
+                anchor_name="workflow_started",
+                anchor_at=SAMPLE_AT,
+                anchor_properties={"direction": "ingest"},
+                guide_id=guide,
+                guide_expires_at=SAMPLE_AT + timedelta(days=7) if guide else None,
+                links=config.links,
+                brand=config.brand.model_dump(),
+                unsubscribe_url="https://example.com/unsubscribe/sample",
+            )
+            try:
+                rendered = renderer.render(name, context)
+            except TemplateError as exc:
+                where = f"{config.templates_dir}/{exc}"
+                return [Problem(f"{where} (sample user {user['id']!r})")]
+            missing = _missing_unsubscribe(rendered.text, rendered.html, context)
+            if missing:
+                return [Problem(missing, str(config.templates_dir / name))]
+    return []
+
+
+def _missing_unsubscribe(text: str, html: str, context: dict[str, Any]) -> str | None:
+    """Every email must carry a visible unsubscribe link in both bodies."""
+    url = str(context["unsubscribe_url"])
+    parts = [part for part, body in (("body.txt", text), ("body.html", html)) if url not in body]
+    if parts:
+        return f"no visible unsubscribe link ({{{{ unsubscribe_url }}}}) in {' and '.join(parts)}"
+    return None

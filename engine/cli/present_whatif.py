@@ -1,0 +1,228 @@
+"""How replays, diffs and explanations look: rich tables for people, JSON for programs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.table import Table
+
+from engine.clock import isoformat
+from engine.durations import format_duration
+from engine.whatif.explain import Check, Explanation, verdict
+from engine.whatif.replay import (
+    CHANGES,
+    OUTCOMES,
+    Change,
+    Entry,
+    Timeline,
+    by_persona,
+    by_rule,
+    summarize,
+)
+
+_STYLE = {"email": "green", "guide": "cyan", "held_out": "yellow", "skipped": "magenta"}
+_MARK = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]·[/]"}
+
+
+def entry_json(item: Entry) -> dict[str, Any]:
+    return {
+        "at": isoformat(item.at),
+        "rule": item.rule_id,
+        "user_id": item.user_id,
+        "persona": item.persona,
+        "signup_source": item.signup_source,
+        "outcome": item.outcome,
+        "status": item.status,
+        "reason": item.reason,
+        "fire_at": isoformat(item.fire_at),
+        "send_at": isoformat(item.send_at),
+        "email": item.email if item.outcome == "email" else None,
+        "guide": item.guide,
+    }
+
+
+def period_json(timeline: Timeline) -> dict[str, Any]:
+    period = timeline.period
+    return {
+        "from": isoformat(period.start),
+        "to": isoformat(period.end),
+        "step": format_duration(period.step),
+    }
+
+
+def timeline_json(timeline: Timeline, *, with_history: bool) -> dict[str, Any]:
+    entries = timeline.entries
+    return {
+        **period_json(timeline),
+        "with_history": with_history,
+        "timeline": [entry_json(item) for item in entries],
+        "summary": {
+            "by_rule": _counts(summarize(entries, by_rule)),
+            "by_persona": _counts(summarize(entries, by_persona)),
+            "total": len(entries),
+        },
+        "errors": dict(timeline.errors),
+    }
+
+
+def _counts(groups: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
+    return {name: {o: counts[o] for o in OUTCOMES} for name, counts in groups.items()}
+
+
+def timeline_table(entries: Sequence[Entry], *, limit: int | None = None) -> Table:
+    table = Table(title="Replay: what would have been sent", header_style="bold")
+    table.add_column("Fired / sends (UTC)", no_wrap=True)
+    table.add_column("Rule", overflow="fold")
+    table.add_column("User", overflow="fold")
+    table.add_column("Persona/source", overflow="fold")
+    table.add_column("Outcome", overflow="fold")
+    table.add_column("Email", overflow="fold")
+    table.add_column("Guide", overflow="fold")
+    for item in entries[:limit]:
+        outcome = item.outcome + (f" ({item.reason})" if item.reason else "")
+        table.add_row(
+            _when(item),
+            item.rule_id,
+            item.user_id,
+            f"{item.persona or '-'}/{item.signup_source or '-'}",
+            f"[{_STYLE.get(item.outcome, 'white')}]{outcome}[/]",
+            item.email if item.outcome == "email" else "",
+            item.guide or "",
+        )
+    if limit is not None and len(entries) > limit:
+        table.caption = f"first {limit} of {len(entries)} rows (--limit)"
+    return table
+
+
+def _when(item: Entry) -> str:
+    """The tick that fired and, when quiet hours move the email, when it goes out."""
+    fired = _short(item.at)
+    if item.send_at is None or item.send_at == item.at:
+        return fired
+    return f"{fired}\n[cyan]→ {_short(item.send_at)}[/]"
+
+
+def _short(value: datetime | None) -> str:
+    return (isoformat(value) or "").replace("T", " ").removesuffix("Z")[:16]
+
+
+def summary_table(title: str, groups: dict[str, Counter[str]]) -> Table:
+    table = Table(title=title, header_style="bold")
+    table.add_column(title.removeprefix("Per ").capitalize())
+    for name in (*OUTCOMES, "total"):
+        table.add_column(name, justify="right")
+    for group, counts in groups.items():
+        table.add_row(group, *(str(counts[o]) for o in OUTCOMES), str(sum(counts.values())))
+    return table
+
+
+# ---- diff ------------------------------------------------------------------------------
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    rule_id, user_id = change.key
+    return {
+        "rule": rule_id,
+        "user_id": user_id,
+        "change": change.kind,
+        "before": entry_json(change.before) if change.before else None,
+        "after": entry_json(change.after) if change.after else None,
+    }
+
+
+def diff_json(
+    changes: Sequence[Change], totals: dict[str, Counter[str]], timeline: Timeline
+) -> dict[str, Any]:
+    return {
+        **period_json(timeline),
+        "totals": {k: totals["*"][k] for k in CHANGES},
+        "by_rule": {
+            rule: {k: counts[k] for k in CHANGES}
+            for rule, counts in sorted(totals.items())
+            if rule != "*"
+        },
+        "changes": [change_json(c) for c in changes],
+    }
+
+
+def diff_table(changes: Sequence[Change], *, limit: int | None = None) -> Table:
+    table = Table(title="Messages that change", header_style="bold")
+    table.add_column("Rule", overflow="fold")
+    table.add_column("User", overflow="fold")
+    table.add_column("Change", no_wrap=True)
+    table.add_column("Before (--against)", no_wrap=True)
+    table.add_column("After (--rules)", no_wrap=True)
+    for change in changes[:limit]:
+        table.add_row(*change.key, change.kind, _side(change.before), _side(change.after))
+    if limit is not None and len(changes) > limit:
+        table.caption = f"first {limit} of {len(changes)} changes (--limit)"
+    return table
+
+
+def _side(item: Entry | None) -> str:
+    if item is None:
+        return "[dim]-[/]"
+    reason = f" ({item.reason})" if item.reason else ""
+    return f"{item.outcome}{reason}\n{_when(item)}"
+
+
+def diff_totals_table(totals: dict[str, Counter[str]]) -> Table:
+    table = Table(title="Changes per rule", header_style="bold")
+    table.add_column("Rule")
+    for kind in CHANGES:
+        table.add_column(kind, justify="right")
+    for rule, counts in sorted(totals.items()):
+        if rule != "*":
+            table.add_row(rule, *(str(counts[k]) for k in CHANGES))
+    table.add_row("[bold]total[/]", *(f"[bold]{totals['*'][k]}[/]" for k in CHANGES))
+    return table
+
+
+# ---- explain ---------------------------------------------------------------------------
+
+
+def checks_json(checks: Sequence[Check]) -> list[dict[str, Any]]:
+    return [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]
+
+
+def explain_json(explanation: Explanation) -> dict[str, Any]:
+    planned = explanation.planned
+    return {
+        "rule": explanation.rule.id,
+        "user_id": explanation.user_id,
+        "at": isoformat(explanation.at),
+        "enabled": explanation.rule.enabled,
+        "fires": explanation.fires,
+        "verdict": verdict(explanation),
+        "conditions": checks_json(explanation.checks),
+        "delivery": checks_json(explanation.delivery()),
+        "planned": None
+        if planned is None
+        else {
+            "status": planned.status.value,
+            "reason": planned.reason,
+            "fire_at": isoformat(planned.fire_at),
+            "send_at": isoformat(planned.send_at),
+            "email_to": planned.email_to,
+            "guide": planned.guide_id,
+        },
+    }
+
+
+def explain_table(explanation: Explanation) -> Table:
+    title = f"{explanation.rule.id} for {explanation.user_id} at {isoformat(explanation.at)}"
+    table = Table(title=title, header_style="bold", show_header=False, box=None)
+    table.add_column("", no_wrap=True)
+    table.add_column("Condition", no_wrap=True)
+    table.add_column("Detail", overflow="fold")
+    for check in (*explanation.checks, *explanation.delivery()):
+        table.add_row(_MARK[check.ok], check.name, check.detail)
+    return table
+
+
+def explain_verdict(explanation: Explanation) -> str:
+    style = "green" if explanation.fires else "red"
+    return f"[{style}]{verdict(explanation)}[/]"

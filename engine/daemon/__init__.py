@@ -1,0 +1,2 @@
+"""`lifecycle run`: the APScheduler jobs, hot reload of rules and templates, and the
+one-daemon-per-SQLite-file lock."""

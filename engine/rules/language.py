@@ -1,0 +1,340 @@
+"""The rule language (v1): pydantic models of the YAML, and a loader whose errors name
+`file:line` and the rule id. No SQL, no Jinja, no I/O beyond reading the rule files."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+
+from engine.durations import parse_duration
+from engine.errors import Problem, RuleError
+from engine.model import SIGNED_UP
+from engine.rules.quiet_hours import QuietHours
+from engine.rules.yamlsource import Located, load_yaml
+
+Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
+Number = StrictInt | StrictFloat
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+RULE_ID_PATTERN = r"^[a-z0-9_-]+$"
+# Keys of traits and event properties: top-level JSON keys, spelt so they need no quoting.
+KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+Key = Annotated[str, Field(pattern=KEY_PATTERN)]
+OPERATORS = ("in", "not_in", "eq", "ne", "gt", "gte", "lt", "lte", "exists")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def _as_ops(value: Any) -> Any:
+    """`x` means `{eq: x}` and `[x, y]` means `{in: [x, y]}`."""
+    if isinstance(value, list | tuple):
+        return {"in": value}
+    if isinstance(value, dict):
+        return value
+    return {"eq": value}
+
+
+class Ops(_Frozen):
+    """A condition on one value. All operators given are ANDed."""
+
+    in_: tuple[Scalar, ...] | None = Field(default=None, alias="in")
+    not_in: tuple[Scalar, ...] | None = None
+    eq: Scalar | None = None
+    ne: Scalar | None = None
+    gt: Number | None = None
+    gte: Number | None = None
+    lt: Number | None = None
+    lte: Number | None = None
+    exists: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError(f"a condition needs an operator: one of {', '.join(OPERATORS)}")
+        return self
+
+
+Condition = Annotated[Ops, BeforeValidator(_as_ops)]
+
+
+def _percent(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        number = text[:-1] if text.endswith("%") else text
+        try:
+            value = float(number)
+        except ValueError:
+            raise ValueError(f"not a percentage: {value!r} (write e.g. '10%')") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a percentage: {value!r} (write e.g. '10%')")
+    if not 0 <= value <= 100:
+        raise ValueError(f"percentage out of range: {value:g}% (must be between 0% and 100%)")
+    return float(value)
+
+
+Percent = Annotated[float, BeforeValidator(_percent)]
+
+
+class Audience(_Frozen):
+    persona: Condition | None = None
+    signup_source: Condition | None = None
+    traits: dict[Key, Condition] = Field(default_factory=dict)
+
+
+class When(_Frozen):
+    since: StrictStr = SIGNED_UP
+    where: dict[Key, Condition] = Field(default_factory=dict)
+    after: Duration = timedelta(0)
+    not_done: tuple[StrictStr, ...] = ()
+    done: tuple[StrictStr, ...] = ()
+    expires: Duration | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if not self.since:
+            raise ValueError("since must be 'signed_up' or an event name")
+        if self.where and self.since == SIGNED_UP:
+            raise ValueError("where filters the anchor event's properties; it needs since: <event>")
+        if self.since in self.not_done:
+            raise ValueError(
+                f"not_done contains the anchor event {self.since!r}, so the rule could never fire"
+            )
+        if self.after < timedelta(0):
+            raise ValueError("after must not be negative")
+        return self
+
+    @property
+    def anchored_on_signup(self) -> bool:
+        return self.since == SIGNED_UP
+
+
+class Send(_Frozen):
+    email: StrictStr | None = None
+    guide: Annotated[StrictStr, Field(pattern=RULE_ID_PATTERN)] | None = None
+    guide_ttl: Duration | None = None
+    guide_params: dict[Key, Any] = Field(default_factory=dict)  # passed to the frontend as is
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.email and not self.guide:
+            raise ValueError("a rule must send something: set send.email and/or send.guide")
+        if (self.guide_ttl is not None or self.guide_params) and not self.guide:
+            raise ValueError("guide_ttl and guide_params need send.guide")
+        return self
+
+
+class Goal(_Frozen):
+    event: StrictStr
+    within: Duration = timedelta(days=7)
+    where: dict[Key, Condition] = Field(default_factory=dict)
+
+
+class Rule(_Frozen):
+    id: Annotated[StrictStr, Field(pattern=RULE_ID_PATTERN)]
+    description: StrictStr = ""
+    enabled: StrictBool = True
+    priority: StrictInt = 0
+    audience: Audience = Field(default_factory=Audience)
+    when: When = Field(default_factory=When)
+    send: Send
+    goal: Goal | None = None
+    holdout: Percent = 0.0
+    # Delivery overrides: `quiet_hours: false` sends at any hour (e.g. a verification
+    # reminder), a window replaces the config's; `frequency_cap: false` exempts the rule.
+    quiet_hours: QuietHours | Literal[False] | None = None
+    frequency_cap: StrictBool = True
+
+    @property
+    def expires(self) -> timedelta:
+        # The loader always resolves `when.expires` from the config default.
+        assert self.when.expires is not None, "rules must be loaded through load_rules"
+        return self.when.expires
+
+    @property
+    def guide_ttl(self) -> timedelta | None:
+        return self.send.guide_ttl
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Validated rules in file order, and where each was written."""
+
+    rules: tuple[Rule, ...]
+    sources: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.enabled)
+
+    def get(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+    def where(self, rule_id: str) -> str:
+        file, line = self.sources.get(rule_id, ("?", 0))
+        return f"{file}:{line}"
+
+
+def rule_files(directory: Path) -> list[Path]:
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+
+
+def load_rules(
+    directory: Path,
+    *,
+    default_expires: timedelta,
+    templates: Collection[str] | None = None,
+) -> RuleSet:
+    """Load every rule file in `directory`; raise RuleError listing every problem found.
+
+    `templates` is the set of email template names available; None skips that check.
+    """
+    if not directory.is_dir():
+        raise RuleError([Problem("rules directory not found", str(directory))])
+    problems: list[Problem] = []
+    rules: list[Rule] = []
+    sources: dict[str, tuple[str, int]] = {}
+    for path in rule_files(directory):
+        text = path.read_text(encoding="utf-8")
+        file_rules, file_problems = parse_rule_file(text, str(path), templates=templates)
+        problems.extend(file_problems)
+        for rule, line in file_rules:
+            if rule.id in sources:
+                first = "{}:{}".format(*sources[rule.id])
+                problems.append(
+                    Problem(
+                        f"duplicate rule id (first defined at {first})", str(path), line, rule.id
+                    )
+                )
+                continue
+            sources[rule.id] = (str(path), line)
+            rules.append(_with_default_expiry(rule, default_expires))
+    if problems:
+        raise RuleError(problems)
+    return RuleSet(tuple(rules), sources)
+
+
+def _with_default_expiry(rule: Rule, default: timedelta) -> Rule:
+    if rule.when.expires is not None:
+        return rule
+    return rule.model_copy(update={"when": rule.when.model_copy(update={"expires": default})})
+
+
+def parse_rule_file(
+    text: str, file: str, *, templates: Collection[str] | None = None
+) -> tuple[list[tuple[Rule, int]], list[Problem]]:
+    """Parse one file's text into (rule, line) pairs and the problems found.
+
+    `templates` is the set of email template names available; None skips that check."""
+    located, problems = load_yaml(text, file)
+    if located is None:
+        return [], problems
+    data = located.data
+    if data is None:
+        return [], problems
+    if not isinstance(data, dict) or "rules" not in data:
+        return [], [*problems, Problem("a rule file needs a top-level 'rules:' list", file, 1)]
+    for key in data:
+        if key != "rules":
+            problems.append(
+                Problem(f"unknown top-level key {key!r} (only 'rules')", file, located.line([key]))
+            )
+    items = data["rules"]
+    if not isinstance(items, list):
+        return [], [*problems, Problem("'rules' must be a list", file, located.line(["rules"]))]
+    parsed: list[tuple[Rule, int]] = []
+    for index, item in enumerate(items):
+        base = ("rules", index)
+        line = located.line(base) or 1
+        if not isinstance(item, dict):
+            problems.append(Problem("each rule must be a mapping with an id", file, line))
+            continue
+        rule_id = item.get("id") if isinstance(item.get("id"), str) else None
+        try:
+            rule = Rule.model_validate(item)
+        except ValidationError as exc:
+            problems.extend(_located_problems(exc, located, base, rule_id))
+            continue
+        missing = _missing_template(rule, templates)
+        if missing:
+            where = located.line((*base, "send", "email"))
+            problems.append(Problem(missing, file, where, rule.id))
+        parsed.append((rule, line))
+    return parsed, problems
+
+
+def _missing_template(rule: Rule, templates: Collection[str] | None) -> str | None:
+    if templates is None or not rule.send.email or rule.send.email in templates:
+        return None
+    known = ", ".join(sorted(templates)) or "none"
+    return f"send.email: template {rule.send.email!r} does not exist (known: {known})"
+
+
+def _located_problems(
+    exc: ValidationError, located: Located, base: tuple[object, ...], rule_id: str | None
+) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple[object, ...]] = set()
+    for error in exc.errors():
+        loc = _clean_loc(error["loc"])
+        if loc in seen:
+            continue  # a union reports one error per member; one message is enough
+        seen.add(loc)
+        message = _message(error, loc)
+        problems.append(Problem(message, located.file, located.line((*base, *loc)), rule_id))
+    return problems
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|function-before\[.*\]|function-after\[.*\])$")
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[object, ...]:
+    return tuple(part for part in loc if not (isinstance(part, str) and _UNION_TAG.match(part)))
+
+
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+}
+
+
+def _message(error: Any, loc: tuple[object, ...]) -> str:
+    kind = error["type"]
+    field = ".".join(str(p) for p in loc)
+    if kind == "extra_forbidden":
+        parent = ".".join(str(p) for p in loc[:-1])
+        return f"unknown key {loc[-1]!r}" + (f" in {parent}" if parent else "")
+    if kind == "missing":
+        return f"missing required key {field!r}"
+    text = str(error["msg"])
+    text = text.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind in _TYPE_NAMES:
+        wanted = "a number" if loc and loc[-1] in ("gt", "gte", "lt", "lte") else _TYPE_NAMES[kind]
+        text = f"expected {wanted}, got {error['input']!r}"
+        if isinstance(error["input"], bool) and kind.startswith("string"):
+            text += " (YAML reads yes/no/on/off/true/false as booleans: quote the value)"
+    if kind == "string_pattern_mismatch":
+        text = f"{error['input']!r} must match [a-z0-9_-]+"
+    return f"{field}: {text}" if field else text

@@ -1,0 +1,280 @@
+"""The decisions of `engine.decide`, as SQL: one `INSERT INTO deliveries ... SELECT` per rule.
+
+A tick writes most ledger rows without reading them into Python: the holdout bucket, the
+email status and its skip reason, the Message-ID and the guide's expiry are computed by the
+database from the same inputs `decide()` takes, and must give the very same row (the dry run
+still goes through `decide()`, and tests hold the two to each other).
+
+What SQL cannot decide stays in Python: users whom the daily cap could skip, and those whose
+timezone zoneinfo does not list when quiet hours apply (engine/quiet_sql.py). `in_python`
+draws that line. Pure: builds statements, never runs them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    LargeBinary,
+    String,
+    case,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement
+
+from engine.decide.caps import WINDOW
+from engine.decide.keys import HOLDOUT_KEY_BYTES
+from engine.model import EMAIL_COUNTED, SkipReason, Status
+from engine.rules.language import Rule
+from engine.rules.quiet_hours import QuietHours
+from engine.sql.candidates import compile_rule, firings, suppression
+from engine.sql.dialect import HoldoutKey, UserHash, plus
+from engine.sql.schema import deliveries, guide_flags, users
+from engine.sql.send_times import SendTimes, send_at, send_times, unlisted_timezone
+
+# The ledger columns `ledger_insert` writes, in its SELECT's order.
+LEDGER_COLUMNS = (
+    "rule_id",
+    "user_id",
+    "status",
+    "reason",
+    "email_template",
+    "email_to",
+    "guide_id",
+    "anchor_at",
+    "anchor_event_id",
+    "fire_at",
+    "send_at",
+    "holdout",
+    "message_id",
+    "attempts",
+    "created_at",
+    "updated_at",
+)
+FLAG_COLUMNS = (
+    "delivery_id",
+    "user_id",
+    "guide_id",
+    "rule_id",
+    "params",
+    "status",
+    "set_at",
+    "expires_at",
+    "updated_at",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The config `decide()` reads, as the runner hands it over."""
+
+    guide_ttl: timedelta
+    domain: str
+    quiet_hours: QuietHours | None
+    daily_cap: int | None
+    default_timezone: str
+
+
+def fits_in_sql(rule: Rule) -> bool:
+    """Whether SQL can decide this rule's rows: `after` must be whole seconds (SQLite adds
+    it to the anchor's text)."""
+    return rule.when.after.microseconds == 0
+
+
+def in_python(rule: Rule, settings: Settings, now: datetime) -> ColumnElement[bool] | None:
+    """The rule's users that decide() must decide, or None when SQL decides them all."""
+    clauses = [may_reach_cap(rule, settings, now)]
+    times = _send_times(rule, settings, now)
+    if times is not None:
+        clauses.append(unlisted_timezone(times))
+    found = [clause for clause in clauses if clause is not None]
+    return or_(*found) if found else None
+
+
+def _send_times(rule: Rule, settings: Settings, now: datetime) -> SendTimes | None:
+    """The quiet-hours table of this rule's emails, or None when no quiet hours apply."""
+    quiet = settings.quiet_hours if rule.quiet_hours is None else (rule.quiet_hours or None)
+    if quiet is None or not rule.send.email:
+        return None
+    return send_times(now, quiet, settings.default_timezone)
+
+
+def may_reach_cap(rule: Rule, settings: Settings, now: datetime) -> ColumnElement[bool] | None:
+    """Users whom the daily cap could skip on this rule, or None when it can skip nobody.
+
+    The cap counts a user's emails within a day of the new one's `send_at`, which lies in
+    [now, now + 1 day): all such emails lie in the window `Runner._cap` fetches. A user with
+    fewer counted emails than the cap in that whole window cannot be capped, whatever the
+    exact times; the others go through `FrequencyCap`, which decides exactly."""
+    if settings.daily_cap is None or rule.send.email is None or not rule.frequency_cap:
+        return None
+    counted = (
+        select(func.count())
+        .select_from(deliveries)
+        .where(
+            deliveries.c.user_id == users.c.id,
+            deliveries.c.status.in_(EMAIL_COUNTED),
+            deliveries.c.email_template.is_not(None),
+            deliveries.c.send_at >= now - WINDOW,
+            deliveries.c.send_at <= now + 2 * WINDOW,
+        )
+        .scalar_subquery()
+    )
+    return counted >= settings.daily_cap
+
+
+def holdout_threshold(holdout: float) -> int:
+    """The smallest holdout key (the first 8 bytes of the hash, big-endian) that is NOT held
+    out at this percentage. `decide.holdout_bucket` is monotonic in the key, so the held-out
+    keys are exactly those below it, and SQL compares keys instead of recomputing floats."""
+    space = 1 << (8 * HOLDOUT_KEY_BYTES)
+    if holdout <= 0:
+        return 0
+    low, high = 0, space  # bucket(low) < holdout; the answer lies in (low, high]
+    if not _held(0, holdout, space):
+        return 0
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _held(middle, holdout, space):
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def _held(key: int, holdout: float, space: int) -> bool:
+    return key / space * 100 < holdout  # the very arithmetic of decide.holdout_bucket
+
+
+def ledger_insert(
+    rule: Rule, now: datetime, settings: Settings, where: tuple[ColumnElement[bool], ...] = ()
+) -> Select[Any]:
+    """The SELECT of the ledger rows a tick writes for `rule` (columns `LEDGER_COLUMNS`):
+    the firings of `engine.evaluate`, with `decide()` written in SQL."""
+    compiled = compile_rule(rule, now)
+    anchor_event_id = null() if compiled.anchor is None else compiled.anchor.c.id
+    # Materialized: each decision below reads the hash and the suppression probes several
+    # times, and both databases would otherwise inline (and recompute) them at every read.
+    c = (
+        firings(
+            compiled,
+            [
+                users.c.id,
+                users.c.email,
+                users.c.timezone,
+                compiled.anchor_at.label("anchor_at"),
+                anchor_event_id.label("anchor_event_id"),
+                # A guide-only row is the same whoever unsubscribed: no probes for it.
+                (suppression() if rule.send.email else null()).label("suppression"),
+                _held_out(rule, users.c.id).label("held_out"),
+            ],
+            where,
+        )
+        .cte("c")
+        .prefix_with("MATERIALIZED")
+    ).c
+    status, reason = _email_status(rule, c.held_out, c.suppression, c.email)
+    sends = status == Status.PENDING.value
+    guide = rule.send.guide
+    return select(
+        _text(rule.id),
+        c.id,
+        status,
+        reason,
+        case((sends, _text(rule.send.email)), else_=null()),
+        case((sends, c.email), else_=null()),
+        case((c.held_out, null()), else_=_text(guide)) if guide else null(),
+        c.anchor_at,
+        null() if compiled.anchor is None else c.anchor_event_id,  # an untyped NULL
+        plus(c.anchor_at, rule.when.after),
+        case((sends, _send_at(rule, settings, now, c.timezone)), else_=null()),
+        c.held_out,
+        case((sends, _message_id(rule.id, c.id, settings.domain)), else_=null()),
+        literal(0),
+        _time(now),
+        _time(now),
+    ).where(true())  # SQLite parses ON CONFLICT after INSERT ... SELECT only after a WHERE
+
+
+def _email_status(
+    rule: Rule,
+    held_out: ColumnElement[bool],
+    suppression: ColumnElement[Any],
+    email: ColumnElement[Any],
+) -> tuple[ColumnElement[str], ColumnElement[Any]]:
+    """`decide._email_status` as two columns: the status and the skip reason."""
+    if not rule.send.email:
+        status = case((held_out, Status.HELD_OUT.value), else_=Status.SENT.value)
+        return status, null()
+    suppressed = suppression.is_not(None)
+    no_email = or_(email.is_(None), email == "")
+    status = case(
+        (held_out, Status.HELD_OUT.value),
+        (or_(suppressed, no_email), Status.SKIPPED.value),
+        else_=Status.PENDING.value,
+    )
+    reason = case(
+        (held_out, null()),
+        # decide() reads an empty suppression reason as `unsubscribed`
+        (suppressed, func.coalesce(func.nullif(suppression, ""), SkipReason.UNSUBSCRIBED.value)),
+        (no_email, SkipReason.NO_EMAIL.value),
+        else_=null(),
+    )
+    return status, reason
+
+
+def flags_select(
+    rule: Rule, now: datetime, settings: Settings, written: ColumnElement[bool]
+) -> Select[Any]:
+    """The guide flags of the ledger rows `written` selects (columns `FLAG_COLUMNS`)."""
+    ttl = rule.send.guide_ttl or settings.guide_ttl
+    params = literal(dict(rule.send.guide_params), guide_flags.c.params.type)
+    return select(
+        deliveries.c.id,
+        deliveries.c.user_id,
+        deliveries.c.guide_id,
+        deliveries.c.rule_id,
+        params,
+        literal("active"),
+        _time(now),
+        _time(now + ttl),
+        _time(now),
+    ).where(written, deliveries.c.guide_id.is_not(None))
+
+
+def _send_at(
+    rule: Rule, settings: Settings, now: datetime, timezone: ColumnElement[Any]
+) -> ColumnElement[Any]:
+    times = _send_times(rule, settings, now)
+    return _time(now) if times is None else send_at(times, timezone, now)
+
+
+def _text(value: str | None) -> ColumnElement[Any]:
+    return null() if value is None else literal(value, String())
+
+
+def _time(moment: datetime) -> ColumnElement[Any]:
+    return literal(moment, deliveries.c.created_at.type)
+
+
+def _held_out(rule: Rule, user_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    threshold = holdout_threshold(rule.holdout)
+    if threshold == 0:
+        return false()
+    if threshold >= 1 << (8 * HOLDOUT_KEY_BYTES):
+        return true()
+    limit = threshold.to_bytes(HOLDOUT_KEY_BYTES, "big")
+    return HoldoutKey(rule.id, user_id) < literal(limit, LargeBinary())
+
+
+def _message_id(rule_id: str, user_id: ColumnElement[Any], domain: str) -> ColumnElement[Any]:
+    """`decide.message_id` in SQL."""
+    return literal(f"<{rule_id}.", String()) + UserHash(user_id) + literal(f"@{domain}>", String())

@@ -1,0 +1,70 @@
+"""Quiet hours for emails decided in SQL: when an email decided at `now` goes out, by the
+user's timezone name.
+
+Neither database can apply Python's zoneinfo, and PostgreSQL's own time zone database may
+differ from it. But with `now` fixed, `decide()`'s send time depends on the timezone name
+alone, so Python computes it for every name zoneinfo lists, and SQL looks the user's up in
+that table (a CASE). Users whose timezone is not in the list take the decide() path, which
+stays the one definition. Pure: builds expressions, never runs them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import available_timezones
+
+from sqlalchemy import and_, case, literal
+from sqlalchemy.sql.elements import ColumnElement
+
+from engine.decide.send_time import next_allowed, zone
+from engine.rules.quiet_hours import QuietHours
+from engine.sql.schema import deliveries, users
+
+
+@dataclass(frozen=True)
+class SendTimes:
+    """When an email decided at one `now` goes out, for each timezone name SQL may see."""
+
+    known: tuple[str, ...]  # the names this table covers (zoneinfo's list)
+    without: datetime  # users without a timezone
+    shifted: tuple[tuple[datetime, tuple[str, ...]], ...]  # quiet now: (send time, names)
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> tuple[str, ...]:
+    return tuple(sorted(available_timezones()))
+
+
+@lru_cache(maxsize=16)
+def send_times(now: datetime, quiet: QuietHours, default_timezone: str) -> SendTimes:
+    """`next_allowed` in `zone(name, default)` for every listed name: decide()'s own call."""
+    by_time: dict[datetime, list[str]] = {}
+    for name in _zone_names():
+        at = next_allowed(now, quiet, zone(name, default_timezone))
+        if at != now:
+            by_time.setdefault(at, []).append(name)
+    return SendTimes(
+        known=_zone_names(),
+        without=next_allowed(now, quiet, zone(None, default_timezone)),
+        shifted=tuple((at, tuple(names)) for at, names in sorted(by_time.items())),
+    )
+
+
+def unlisted_timezone(times: SendTimes) -> ColumnElement[bool]:
+    """Users whose timezone the table does not cover: decide() handles them."""
+    return and_(users.c.timezone.is_not(None), users.c.timezone.not_in(times.known))
+
+
+def send_at(times: SendTimes, timezone: ColumnElement[Any], now: datetime) -> ColumnElement[Any]:
+    """The send time of an email to a user with this (listed, or NULL) timezone."""
+    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [
+        (timezone.is_(None), _time(times.without))
+    ]
+    whens.extend((timezone.in_(names), _time(at)) for at, names in times.shifted)
+    return case(*whens, else_=_time(now))
+
+
+def _time(moment: datetime) -> ColumnElement[Any]:
+    return literal(moment, deliveries.c.send_at.type)

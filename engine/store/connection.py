@@ -1,0 +1,111 @@
+"""Connections: the one place that creates an engine, applies the migrations, sets SQLite's
+pragmas and isolates a replay in one rolled-back transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, Dialect
+
+from engine.sql.dialect import SQLITE_FUNCTIONS
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BATCH = 1000  # rows per fetch where a query's result can grow with N
+
+
+def connect(url: str, *, echo: bool = False) -> Engine:
+    """An Engine with the settings the engine relies on (SQLite: WAL, a busy timeout)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    options: dict[str, Any] = {}
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        # A host that drops packets must not hang a tick or /readyz for minutes.
+        options["connect_args"] = {"connect_timeout": 10}
+    # pre_ping: a pooled connection the server closed (a restart) is replaced, not used.
+    engine = create_engine(url, echo=echo, pool_pre_ping=True, **options)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    for name, (arguments, function) in SQLITE_FUNCTIONS.items():
+        dbapi_connection.create_function(name, arguments, function, deterministic=True)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest Alembic revision (a no-op when it is there)."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Database(Protocol):
+    """What a store part needs of its database: an Engine has it, and so does `_OneConnection`.
+    The store's parts must use only these, and set execution options per statement (never on
+    the connection, which a replay shares), or replays could not run them in isolation."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    @property
+    def url(self) -> URL: ...
+
+    def begin(self) -> AbstractContextManager[Connection]: ...
+
+    def connect(self) -> AbstractContextManager[Connection]: ...
+
+
+_ENGINE_IS_A_DATABASE: type[Database] = Engine  # mypy checks the protocol against Engine
+
+
+class OneConnection:
+    """One connection posing as an Engine: each `begin()`, and each `connect()`, is a
+    savepoint inside the connection's outer transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.dialect = connection.dialect
+        self.url = connection.engine.url
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.connection.begin_nested():
+            yield self.connection
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        # Reads get a savepoint too: on PostgreSQL a failed statement aborts the transaction
+        # it runs in, and the engine's own failed read only ever loses its own connection.
+        with self.connection.begin_nested():
+            yield self.connection
+
+
+@contextmanager
+def isolated(engine: Database) -> Iterator[OneConnection]:
+    """One connection whose every statement runs in one transaction, rolled back on exit; the
+    parts' own `begin()` calls become savepoints. Reads see the real data and its own writes."""
+    with engine.connect() as connection:
+        outer = connection.begin()
+        if connection.dialect.name == "sqlite":
+            # pysqlite opens a transaction only before DML, so the first SAVEPOINT would
+            # open the real transaction and its RELEASE would commit it: begin explicitly.
+            connection.exec_driver_sql("BEGIN")
+        try:
+            yield OneConnection(connection)
+        finally:
+            outer.rollback()

@@ -1,0 +1,205 @@
+"""The outbox: due emails claimed, handed over and finished, as the dispatcher drives them.
+Claims are conditional updates (and, on PostgreSQL, SKIP LOCKED), so several dispatchers can
+share one ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, select, update
+from sqlalchemy.sql import ColumnElement
+
+from engine.model import USER_FIELDS, Status
+from engine.sql.schema import deliveries, events, guide_flags, users
+from engine.store.connection import Database
+
+CLAIMABLE = (Status.PENDING.value, Status.RETRYING.value)
+
+
+IN_HAND = (Status.CLAIMED.value, Status.SENDING.value)  # a dispatcher owns the row
+
+
+@dataclass(frozen=True)
+class Due:
+    """A claimed email delivery with what rendering it needs."""
+
+    id: int
+    rule_id: str
+    user: dict[str, Any]
+    email_template: str
+    email_to: str
+    message_id: str
+    anchor_at: datetime
+    anchor_properties: dict[str, Any]
+    guide_id: str | None
+    guide_expires_at: datetime | None
+    attempts: int
+    created_at: datetime
+
+
+class Outbox:
+    """The dispatcher's view of the database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def claim_due(self, now: datetime, limit: int = 100) -> list[Due]:
+        """Move due `pending`/`retrying` rows to `claimed` and return them. The conditional
+        update (and, on PostgreSQL, SKIP LOCKED) lets several dispatchers share the ledger.
+        Each row then goes `sending` on its own, just before it is handed to the server
+        (`start_sending`), so a crash leaves in doubt the one message in flight, not the
+        whole batch."""
+        due = (
+            select(deliveries.c.id)
+            .where(deliveries.c.status.in_(CLAIMABLE), deliveries.c.send_at <= now)
+            .order_by(deliveries.c.send_at, deliveries.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self.db.begin() as connection:
+            ids = [
+                row.id
+                for row in connection.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id.in_(due.scalar_subquery()),
+                        deliveries.c.status.in_(CLAIMABLE),
+                    )
+                    .values(
+                        status=Status.CLAIMED.value,
+                        updated_at=now,
+                        attempts=deliveries.c.attempts + 1,
+                    )
+                    .returning(deliveries.c.id)
+                )
+            ]
+        return self._due(ids)
+
+    def start_sending(self, delivery_id: int, now: datetime) -> bool:
+        """`claimed` -> `sending`, just before the message goes to the server. False when the
+        claim is no longer ours (it expired and went back to the queue): do not send."""
+        with self.db.begin() as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == Status.CLAIMED.value)
+                .values(status=Status.SENDING.value, updated_at=now)
+            )
+        return bool(result.rowcount == 1)
+
+    def release_claims(self, ids: Sequence[int], now: datetime) -> int:
+        """Hand claimed rows that were never sent back to the queue (a dispatcher stopping
+        between two sends): `pending` again, or `retrying` when an earlier attempt failed."""
+        if not ids:
+            return 0
+        return self._requeue(deliveries.c.id.in_(list(ids)), now)
+
+    def requeue_stale_claims(self, now: datetime, lease: timedelta) -> int:
+        """Rows left `claimed` longer than `lease` belong to a dispatcher that died before
+        handing them to the server: nothing went out, so they go back to the queue."""
+        return self._requeue(deliveries.c.updated_at < now - lease, now)
+
+    def _requeue(self, which: ColumnElement[bool], now: datetime) -> int:
+        with self.db.begin() as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(which, deliveries.c.status == Status.CLAIMED.value)
+                .values(
+                    status=case(
+                        (deliveries.c.attempts > 1, Status.RETRYING.value),
+                        else_=Status.PENDING.value,
+                    ),
+                    attempts=deliveries.c.attempts - 1,
+                    updated_at=now,
+                )
+            )
+        return int(result.rowcount)
+
+    def _due(self, ids: list[int]) -> list[Due]:
+        if not ids:
+            return []
+        anchor = events.alias("anchor")
+        flag = guide_flags
+        statement = (
+            select(
+                deliveries,
+                *[users.c[f].label(f"u_{f}") for f in USER_FIELDS],
+                anchor.c.properties.label("anchor_properties"),
+                flag.c.expires_at.label("guide_expires_at"),
+            )
+            .select_from(
+                deliveries.join(users, users.c.id == deliveries.c.user_id)
+                .outerjoin(anchor, anchor.c.id == deliveries.c.anchor_event_id)
+                .outerjoin(flag, flag.c.delivery_id == deliveries.c.id)
+            )
+            .where(deliveries.c.id.in_(ids))
+            .order_by(deliveries.c.id)
+        )
+        with self.db.connect() as connection:
+            rows = connection.execute(statement).all()
+        return [
+            Due(
+                id=row.id,
+                rule_id=row.rule_id,
+                user={f: getattr(row, f"u_{f}") for f in USER_FIELDS},
+                email_template=row.email_template,
+                email_to=row.email_to,
+                message_id=row.message_id,
+                anchor_at=row.anchor_at,
+                anchor_properties=row.anchor_properties or {},
+                guide_id=row.guide_id,
+                guide_expires_at=row.guide_expires_at,
+                attempts=row.attempts,
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    def mark(
+        self,
+        delivery_id: int,
+        status: Status,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        reply: str | None = None,
+        send_at: datetime | None = None,
+    ) -> None:
+        """Finish a claimed row (or schedule its retry at `send_at`); only a row still
+        `claimed` (a render failure) or `sending` changes, so a claim that was given up as
+        `unknown` stays that way."""
+        values: dict[str, Any] = {
+            "status": status.value,
+            "reason": reason,
+            "reply": reply,
+            "updated_at": now,
+        }
+        if status is Status.SENT:
+            values["sent_at"] = now
+        if send_at is not None:
+            values["send_at"] = send_at
+        with self.db.begin() as connection:
+            connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(IN_HAND))
+                .values(**values)
+            )
+
+    def expire_stale_claims(self, now: datetime, lease: timedelta, *, resend: bool) -> int:
+        """Rows left `sending` longer than `lease` belong to a dispatcher that died: the
+        server may or may not have accepted the message. They become `unknown` (never sent
+        again, the default: at most once) or, when the operator opted in, `pending`."""
+        status = Status.PENDING if resend else Status.UNKNOWN
+        reason = None if resend else "dispatcher stopped mid-send; the message may have gone out"
+        with self.db.begin() as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.status == Status.SENDING.value,
+                    deliveries.c.updated_at < now - lease,
+                )
+                .values(status=status.value, reason=reason, updated_at=now)
+            )
+        return int(result.rowcount)

@@ -1,0 +1,1 @@
+"""What the engine tells operators: Prometheus metrics and log formatting."""

@@ -1,1 +1,0 @@
-"""Delivery channels: email transports (file outbox, console, recording fake)."""

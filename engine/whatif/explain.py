@@ -1,0 +1,238 @@
+"""Why a rule does or does not fire for one user at one time.
+
+One query for that user selects each of the rule's compiled conditions (`compile_rule`, the
+very clauses `candidates()` ANDs) as a 1/0 column, with the anchor time and the events or
+ledger row that made a condition fail. What happens once it fires (holdout, skip reasons,
+quiet hours, the daily cap) comes from the runner's own plan for that user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine.clock import isoformat
+from engine.decide.firing import Planned
+from engine.durations import format_duration
+from engine.errors import LifecycleError
+from engine.model import Status
+from engine.rules.language import Ops, Rule
+from engine.runner import Runner
+from engine.sql.candidates import Compiled, compile_rule
+from engine.sql.explain import explain_query
+
+# Conditions that only mean something once the user has an anchor.
+NEEDS_ANCHOR = ("after", "expires", "not_done", "done.")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool | None  # None: not evaluated (it needs an anchor the user does not have)
+    detail: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    rule: Rule
+    user_id: str
+    at: datetime
+    checks: tuple[Check, ...]  # the rule's conditions, in order
+    planned: Planned | None  # what the tick would write, when the conditions hold
+
+    @property
+    def matches(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    @property
+    def fires(self) -> bool:
+        return self.matches and self.rule.enabled
+
+    def delivery(self) -> tuple[Check, ...]:
+        return delivery_checks(self.rule, self.planned, self.at) if self.planned else ()
+
+
+def explain(runner: Runner, rule_id: str, user_id: str, at: datetime) -> Explanation:
+    rule = _rule(runner, rule_id)
+    row = runner.store.reads.first_row(explain_query(rule, user_id, at))
+    if row is None:
+        raise LifecycleError(f"unknown user {user_id!r}")
+    checks = interpret(rule, compile_rule(rule, at), row, at)
+    planned = None
+    if all(check.ok for check in checks):
+        batches = runner.plan(at, rule_ids=[rule.id], user_ids=[user_id])
+        planned = next((p for batch in batches for p in batch), None)
+    return Explanation(rule, user_id, at, tuple(checks), planned)
+
+
+def _rule(runner: Runner, rule_id: str) -> Rule:
+    try:
+        return runner.rules.get(rule_id)
+    except KeyError:
+        known = ", ".join(sorted(r.id for r in runner.rules.rules))
+        raise LifecycleError(f"unknown rule {rule_id!r} (known: {known})") from None
+
+
+# ---- reading the row (pure) ------------------------------------------------------------
+
+
+def interpret(rule: Rule, compiled: Compiled, row: dict[str, Any], now: datetime) -> list[Check]:
+    has_anchor = bool(row[f"check_{_index(compiled, 'anchor')}"])
+    checks = []
+    for index, (name, _) in enumerate(compiled.conditions):
+        if not has_anchor and name.startswith(NEEDS_ANCHOR):
+            checks.append(Check(name, None, "not evaluated: no anchor"))
+            continue
+        ok = bool(row[f"check_{index}"])
+        checks.append(Check(name, ok, _detail(rule, name, ok, row, now)))
+    return checks
+
+
+def _index(compiled: Compiled, name: str) -> int:
+    return [n for n, _ in compiled.conditions].index(name)
+
+
+def _detail(rule: Rule, name: str, ok: bool, row: dict[str, Any], now: datetime) -> str:
+    if name.startswith("audience."):
+        return _audience_detail(rule, name.removeprefix("audience."), row)
+    if name.startswith("done."):
+        return _done_detail(rule, name.removeprefix("done."), ok, row, now)
+    detail = {
+        "anchor": _anchor_detail,
+        "after": _after_detail,
+        "expires": _expires_detail,
+        "not_done": _not_done_detail,
+        "not_delivered": _delivered_detail,
+    }[name]
+    return detail(rule, ok, row, now)
+
+
+def _audience_detail(rule: Rule, key: str, row: dict[str, Any]) -> str:
+    if key.startswith("traits."):
+        trait = key.removeprefix("traits.")
+        traits = row["traits"] or {}
+        actual = repr(traits[trait]) if trait in traits else "absent"
+        return f"trait {trait} is {actual}; wants {wants(rule.audience.traits[trait])}"
+    ops = getattr(rule.audience, key)
+    return f"{key} is {row[key]!r}; wants {wants(ops)}"
+
+
+def wants(ops: Ops) -> str:
+    """A condition as rule authors write it: `'sales'`, `in ['a', 'b']`, `gte 3, lt 50`."""
+    given = ops.model_dump(by_alias=True, exclude_none=True)
+    if list(given) == ["eq"]:
+        return repr(given["eq"])
+    return ", ".join(f"{op} {_plain(value)}" for op, value in given.items())
+
+
+def _plain(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+
+
+def _anchor_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> str:
+    since = rule.when.since
+    if rule.when.anchored_on_signup:
+        return f"signed up at {_t(row['anchor_at'])}" if ok else "no signup time"
+    where = f" with {_where(rule)}" if rule.when.where else ""
+    if ok:
+        return f"first {since}{where} at {_t(row['anchor_at'])}"
+    count = row["since_count"]
+    others = f" ({count} {since} event(s), none matching)" if count and where else ""
+    return f"no {since} event{where}{others}"
+
+
+def _where(rule: Rule) -> str:
+    return ", ".join(f"{key} {wants(ops)}" for key, ops in rule.when.where.items())
+
+
+def _after_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> str:
+    fire_at = row["anchor_at"] + rule.when.after
+    after = f"anchor + {format_duration(rule.when.after)}"
+    if row["anchor_at"] > now:
+        return f"too early: the anchor ({_t(row['anchor_at'])}) is after {_t(now)}"
+    return f"due since {_t(fire_at)} ({after})" if ok else f"too early: fires at {_t(fire_at)}"
+
+
+def _expires_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> str:
+    closes = row["anchor_at"] + rule.when.after + rule.expires
+    span = f"fire time + {format_duration(rule.expires)}"
+    return f"open until {_t(closes)} ({span})" if ok else f"expired since {_t(closes)} ({span})"
+
+
+def _not_done_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> str:
+    names = ", ".join(rule.when.not_done)
+    if ok:
+        return f"no {names} between the anchor and {_t(now)}"
+    return f"{row['not_done_name']} at {_t(row['not_done_at'])}"
+
+
+def _done_detail(rule: Rule, name: str, ok: bool, row: dict[str, Any], now: datetime) -> str:
+    at = row[f"done_{rule.when.done.index(name)}"]
+    return f"{name} at {_t(at)}" if ok else f"no {name} between the anchor and {_t(now)}"
+
+
+def _delivered_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> str:
+    if ok:
+        return "not delivered yet"
+    reason = f", {row['delivered_reason']}" if row["delivered_reason"] else ""
+    status = f"{row['delivered_status']}{reason}"
+    return f"already delivered at {_t(row['delivered_created_at'])} (status {status})"
+
+
+# ---- once it fires (pure) --------------------------------------------------------------
+
+
+def delivery_checks(rule: Rule, planned: Planned, at: datetime) -> tuple[Check, ...]:
+    """Holdout, email and guide: what the tick at `at` would record for this firing."""
+    checks = [_holdout_check(rule, planned)]
+    if rule.send.email and not planned.holdout:
+        checks.append(_email_check(planned, at))
+    if rule.send.guide and not planned.holdout:
+        until = _t(planned.guide_expires_at)
+        checks.append(Check("guide", True, f"{planned.guide_id} until {until}"))
+    return tuple(checks)
+
+
+def _holdout_check(rule: Rule, planned: Planned) -> Check:
+    share = f"{rule.holdout:g}% control group"
+    if planned.holdout:
+        return Check("holdout", False, f"in the {share}: recorded as held_out, nothing sent")
+    return Check("holdout", True, f"not in the {share}" if rule.holdout else "no holdout")
+
+
+def _email_check(planned: Planned, at: datetime) -> Check:
+    if planned.status is Status.SKIPPED:
+        return Check("email", False, f"skipped: {planned.reason}")
+    moved = " (after quiet hours)" if planned.send_at != at else ""
+    sending = f"{planned.email_template} to {planned.email_to}"
+    return Check("email", True, f"{sending} at {_t(planned.send_at)}{moved}")
+
+
+def verdict(explanation: Explanation) -> str:
+    at = _t(explanation.at)
+    if not explanation.rule.enabled and explanation.matches:
+        return f"matches at {at}, but the rule is disabled: the daemon does not evaluate it"
+    if not explanation.matches:
+        failed = next(c for c in explanation.checks if c.ok is False)
+        return f"does not fire at {at}: {failed.name}: {failed.detail}"
+    planned = explanation.planned
+    if planned is None:
+        return f"fires at {at}"
+    if planned.holdout:
+        return f"fires at {at}, held out: recorded, nothing sent"
+    return f"fires at {at}: {_summary(planned)}"
+
+
+def _summary(planned: Planned) -> str:
+    parts: list[str] = []
+    if planned.status is Status.SKIPPED:
+        parts.append(f"email skipped ({planned.reason})")
+    elif planned.sends_email:
+        parts.append(f"email {planned.email_template} at {_t(planned.send_at)}")
+    if planned.guide_id:
+        parts.append(f"guide {planned.guide_id}")
+    return ", ".join(parts)
+
+
+def _t(value: datetime | None) -> str:
+    return isoformat(value) or "-"
