@@ -78,3 +78,21 @@ class UserState:
     events: tuple[Event, ...] = ()
     delivered_rules: frozenset[str] = frozenset()
     suppressed: bool = False
+
+
+@dataclass(frozen=True)
+class Due:
+    """A claimed email delivery with what rendering it needs."""
+
+    id: int
+    rule_id: str
+    user: dict[str, Any]
+    email_template: str
+    email_to: str
+    message_id: str
+    anchor_at: datetime
+    anchor_properties: dict[str, Any]
+    guide_id: str | None
+    guide_expires_at: datetime | None
+    attempts: int
+    created_at: datetime

@@ -290,7 +290,7 @@ class Runner:
         return report
 
     def _evaluate(self, rule: Rule, now: datetime, cap: FrequencyCap, report: TickReport) -> None:
-        """Write the rule's rows: in SQL where SQL can decide them (engine/decide_sql.py),
+        """Write the rule's rows: in SQL where SQL can decide them (engine/sql/ledger.py),
         through `decide()` and the cap for the rest. Both give the rows the dry run plans."""
         if self.metrics is not None:
             self.metrics.rule_evaluations.labels(rule.id).inc()

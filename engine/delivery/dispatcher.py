@@ -31,9 +31,8 @@ from engine.delivery.mail import (
     build_message,
 )
 from engine.errors import TemplateError
-from engine.model import SkipReason, Status
+from engine.model import Due, SkipReason, Status
 from engine.rules.language import RuleSet
-from engine.store.outbox import Due
 from engine.telemetry.metrics import Metrics
 
 log = logging.getLogger("lifecycle.runner")

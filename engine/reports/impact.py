@@ -32,7 +32,7 @@ from engine.sql.json_values import JsonText
 from engine.sql.schema import deliveries, events, guide_flags, users
 
 TREATED, HELD_OUT = "treated", "held_out"
-# The engine's own events for guide interactions (Store.record_guide_interaction writes them
+# The engine's own events for guide interactions (Guides.record_guide_interaction writes them
 # with the rule id in their properties): exposure data, not product vocabulary.
 GUIDE_SEEN, GUIDE_COMPLETED = "guide_seen", "guide_completed"
 

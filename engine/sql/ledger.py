@@ -6,7 +6,7 @@ database from the same inputs `decide()` takes, and must give the very same row 
 still goes through `decide()`, and tests hold the two to each other).
 
 What SQL cannot decide stays in Python: users whom the daily cap could skip, and those whose
-timezone zoneinfo does not list when quiet hours apply (engine/quiet_sql.py). `in_python`
+timezone zoneinfo does not list when quiet hours apply (engine/sql/send_times.py). `in_python`
 draws that line. Pure: builds statements, never runs them."""
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def ledger_insert(
     rule: Rule, now: datetime, settings: Settings, where: tuple[ColumnElement[bool], ...] = ()
 ) -> Select[Any]:
     """The SELECT of the ledger rows a tick writes for `rule` (columns `LEDGER_COLUMNS`):
-    the firings of `engine.evaluate`, with `decide()` written in SQL."""
+    the firings of `engine.sql.candidates`, with `decide()` written in SQL."""
     compiled = compile_rule(rule, now)
     anchor_event_id = null() if compiled.anchor is None else compiled.anchor.c.id
     # Materialized: each decision below reads the hash and the suppression probes several

@@ -1,9 +1,9 @@
 """The only package that opens connections: `Store` and its parts, the records ingestion
 hands it, and the connection helpers."""
 
+from engine.model import Due
 from engine.store.connection import Database, connect, migrate
 from engine.store.ledger import Decided
-from engine.store.outbox import Due
 from engine.store.records import AccountUpsert, Alias, EventRecord, UserUpsert
 from engine.store.store import Store
 

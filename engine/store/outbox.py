@@ -5,14 +5,13 @@ share one ledger."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.sql import ColumnElement
 
-from engine.model import USER_FIELDS, Status
+from engine.model import USER_FIELDS, Due, Status
 from engine.sql.schema import deliveries, events, guide_flags, users
 from engine.store.connection import Database
 
@@ -20,24 +19,6 @@ CLAIMABLE = (Status.PENDING.value, Status.RETRYING.value)
 
 
 IN_HAND = (Status.CLAIMED.value, Status.SENDING.value)  # a dispatcher owns the row
-
-
-@dataclass(frozen=True)
-class Due:
-    """A claimed email delivery with what rendering it needs."""
-
-    id: int
-    rule_id: str
-    user: dict[str, Any]
-    email_template: str
-    email_to: str
-    message_id: str
-    anchor_at: datetime
-    anchor_properties: dict[str, Any]
-    guide_id: str | None
-    guide_expires_at: datetime | None
-    attempts: int
-    created_at: datetime
 
 
 class Outbox:

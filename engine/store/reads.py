@@ -105,7 +105,7 @@ class Reads:
             }
 
     def report_rows(self, statement: Select[Any]) -> list[Row[Any]]:
-        """Run one read-only report query (engine/reports builds them, as engine/evaluate
+        """Run one read-only report query (engine/reports builds them, as engine/sql
         builds the rule queries) and return every row: report results are small aggregates."""
         with self.db.connect() as connection:
             return list(connection.execute(statement).all())

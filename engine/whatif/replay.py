@@ -94,7 +94,7 @@ class Timeline:
 
 
 def entry(row: dict[str, Any]) -> Entry:
-    """A timeline entry from a ledger row (as `Store.ledger_since` returns them)."""
+    """A timeline entry from a ledger row (as `Reads.ledger_since` returns them)."""
     return Entry(
         at=row["created_at"],
         rule_id=row["rule_id"],

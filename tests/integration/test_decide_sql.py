@@ -1,4 +1,4 @@
-"""A tick writes in SQL what SQL can decide (engine/decide_sql.py): on random users, rules,
+"""A tick writes in SQL what SQL can decide (engine/sql/ledger.py): on random users, rules,
 ledgers, caps and quiet hours, it must write exactly the rows decide() and the cap write,
 and that the dry run plans, on SQLite and PostgreSQL."""
 

@@ -371,7 +371,7 @@ def test_a_session_the_server_closed_is_replaced_without_losing_the_message(
 def test_a_session_is_renewed_after_its_message_limit(
     smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("engine.transports.smtp.MESSAGES_PER_SESSION", 2)
+    monkeypatch.setattr("engine.delivery.smtp.MESSAGES_PER_SESSION", 2)
     transport = SmtpTransport(config_for(smtp_server.port))
     with transport.session():
         for n in range(5):
