@@ -30,6 +30,8 @@ from engine.config import BrandConfig, Config
 from engine.delivery.tokens import BadToken, BadTokenReason, read_unsubscribe_token
 from engine.ingest.routes import ingest_routes
 from engine.store import Store
+from engine.store.guides import Guides
+from engine.store.reads import Reads
 from engine.telemetry.metrics import CONTENT_TYPE_LATEST, Metrics
 
 logger = logging.getLogger("engine.api")  # the name operators filter on; kept across moves
@@ -110,11 +112,11 @@ def create_app(
     app.add_middleware(CatchAll)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.include_router(_health_routes(store, not_ready))
+    app.include_router(_health_routes(store.reads, not_ready))
     app.include_router(_metrics_routes(metrics))
-    app.include_router(_unsubscribe_routes(store, config, clock))
-    app.include_router(_guide_routes(store, config, clock))
-    app.include_router(ingest_routes(store, config, clock, metrics))
+    app.include_router(_unsubscribe_routes(store.reads, store.guides, config, clock))
+    app.include_router(_guide_routes(store.guides, config, clock))
+    app.include_router(ingest_routes(store.people, store.dialect, config, clock, metrics))
     return app
 
 
@@ -135,7 +137,7 @@ def _metrics_routes(metrics: Metrics) -> APIRouter:
 # ---- health ----------------------------------------------------------------------------
 
 
-def _health_routes(store: Store, not_ready: Callable[[], str | None]) -> APIRouter:
+def _health_routes(reads: Reads, not_ready: Callable[[], str | None]) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", response_model_exclude_none=True)
@@ -150,7 +152,7 @@ def _health_routes(store: Store, not_ready: Callable[[], str | None]) -> APIRout
     )
     def readyz(response: Response) -> Health:
         """The database answers a trivial query, and the daemon is not shutting down."""
-        reason = not_ready() or database_problem(store)
+        reason = not_ready() or database_problem(reads)
         if reason is None:
             return Health(status="ok")
         response.status_code = 503
@@ -159,10 +161,10 @@ def _health_routes(store: Store, not_ready: Callable[[], str | None]) -> APIRout
     return router
 
 
-def database_problem(store: Store) -> str | None:
+def database_problem(reads: Reads) -> str | None:
     """None when the database answers, else a one-line reason."""
     try:
-        store.reads.ping()
+        reads.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason says why
         cause = getattr(exc, "orig", None) or exc  # the driver's message, not SQLAlchemy's
         first_line = (str(cause).strip().splitlines() or [""])[0][:REASON_LIMIT]
@@ -175,7 +177,7 @@ def database_problem(store: Store) -> str | None:
 # ---- one-click unsubscribe (RFC 8058) --------------------------------------------------
 
 
-def _unsubscribe_routes(store: Store, config: Config, clock: Clock) -> APIRouter:
+def _unsubscribe_routes(reads: Reads, guides: Guides, config: Config, clock: Clock) -> APIRouter:
     router = APIRouter(tags=["unsubscribe"])
     pages = Pages(config.brand)
     secret = config.api.secret_key
@@ -192,7 +194,7 @@ def _unsubscribe_routes(store: Store, config: Config, clock: Clock) -> APIRouter
             user_id = read_unsubscribe_token(secret, token, max_age)
         except BadToken as exc:
             return pages.bad_token(exc.reason)
-        if not store.reads.user_exists(user_id):
+        if not reads.user_exists(user_id):
             return pages.unknown_user()
         return pages.confirm()
 
@@ -204,7 +206,7 @@ def _unsubscribe_routes(store: Store, config: Config, clock: Clock) -> APIRouter
             user_id = read_unsubscribe_token(secret, token, max_age)
         except BadToken as exc:
             return pages.bad_token(exc.reason)
-        if not store.guides.unsubscribe(user_id, clock.now()):
+        if not guides.unsubscribe(user_id, clock.now()):
             return pages.unknown_user()
         return pages.unsubscribed()
 
@@ -280,7 +282,7 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def _guide_routes(store: Store, config: Config, clock: Clock) -> APIRouter:
+def _guide_routes(guides: Guides, config: Config, clock: Clock) -> APIRouter:
     router = APIRouter(
         tags=["guides"],
         dependencies=[Depends(api_key_checker(config.api.api_keys))],
@@ -290,14 +292,14 @@ def _guide_routes(store: Store, config: Config, clock: Clock) -> APIRouter:
     @router.get("/v1/users/{user_id}/guides")
     def list_guides(user_id: UserId) -> GuideList:
         """The guides the frontend should show now (not dismissed, completed or expired)."""
-        flags = store.guides.active_guides(user_id, clock.now())
+        flags = guides.active_guides(user_id, clock.now())
         return GuideList(user_id=user_id, guides=[_guide(flag) for flag in flags])
 
     @router.post("/v1/users/{user_id}/guides/{guide_id}/{action}", responses=_errors(404))
     def record_interaction(user_id: UserId, guide_id: str, action: GuideAction) -> Recorded:
         """Record that the user saw, dismissed or completed a guide (a `guide_<action>` event).
         `seen` keeps the guide listed; `dismissed` and `completed` remove it."""
-        if not store.guides.record_guide_interaction(user_id, guide_id, action.value, clock.now()):
+        if not guides.record_guide_interaction(user_id, guide_id, action.value, clock.now()):
             raise HTTPException(404, f"user {user_id!r} has no guide {guide_id!r} showing")
         return Recorded(recorded=f"guide_{action.value}")
 

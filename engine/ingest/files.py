@@ -21,6 +21,7 @@ from engine.ingest.segment import (
     parse_message,
 )
 from engine.store import AccountUpsert, Alias, EventRecord, Store, UserUpsert
+from engine.store.people import People
 
 CHUNK = 1000
 CSV_FIELDS = (
@@ -74,17 +75,17 @@ class Batch:
         else:
             self.aliases.append(record)
 
-    def store(self, store: Store, now: datetime) -> Stored:
+    def store(self, people: People, now: datetime) -> Stored:
         """Store everything, then empty the batch. Users first, so that a batch that
         identifies then tracks lands consistently; aliases last, so that they also move the
         anonymous events of this same batch."""
         stored = Stored(
-            users=store.people.upsert_users(self.users, now),
-            accounts=store.people.upsert_accounts(self.accounts, now),
+            users=people.upsert_users(self.users, now),
+            accounts=people.upsert_accounts(self.accounts, now),
         )
-        stored.events = store.people.insert_events(self.events, now)
+        stored.events = people.insert_events(self.events, now)
         stored.duplicates = len(self.events) - stored.events
-        stored.aliased = store.people.alias_events(self.aliases)
+        stored.aliased = people.alias_events(self.aliases)
         for pending in (self.users, self.accounts, self.events, self.aliases):
             pending.clear()
         return stored
@@ -172,10 +173,10 @@ def _ingest(
             report.problems.append(Problem(str(exc), source, line.number))
             continue
         if len(batch) >= CHUNK:
-            report.count(batch.store(store, now))
+            report.count(batch.store(store.people, now))
             if progress:
                 progress(line.number)
-    report.count(batch.store(store, now))
+    report.count(batch.store(store.people, now))
     return report
 
 

@@ -36,7 +36,7 @@ from engine.ingest.segment import (
     decode_json,
     parse_sent_at,
 )
-from engine.store import Store
+from engine.store.people import People
 from engine.telemetry.metrics import Metrics
 
 logger = logging.getLogger("engine.ingest_api")  # the name operators filter on; kept across moves
@@ -83,10 +83,14 @@ class Refused(Exception):
 
 
 def ingest_routes(
-    store: Store, config: Config, clock: Clock, metrics: Metrics | None = None
+    people: People,
+    dialect: str,
+    config: Config,
+    clock: Clock,
+    metrics: Metrics | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["ingestion"])
-    handler = Ingestion(store, config, clock, metrics)
+    handler = Ingestion(people, dialect, config, clock, metrics)
     responses: dict[int | str, dict[str, Any]] = {
         code: {"model": IngestError} for code in (400, 401, 413, 415, 429, 503)
     }
@@ -119,9 +123,14 @@ def _single(handler: Ingestion, call: str) -> Callable[[Request], Awaitable[Resp
 
 class Ingestion:
     def __init__(
-        self, store: Store, config: Config, clock: Clock, metrics: Metrics | None = None
+        self,
+        people: People,
+        dialect: str,
+        config: Config,
+        clock: Clock,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.store = store
+        self.people = people
         self.metrics = metrics
         self.clock = clock
         self.keys = WriteKeys(config.api.write_keys)
@@ -134,7 +143,7 @@ class Ingestion:
         # parsing on another thread holds the GIL that the writer needs back after each row
         # (up to the 5 ms switch interval each time): measured, serial is faster.
         self.one_at_a_time: AbstractContextManager[Any] = (
-            threading.Lock() if store.dialect == "sqlite" else nullcontext()
+            threading.Lock() if dialect == "sqlite" else nullcontext()
         )
 
     async def receive(self, request: Request, call: str | None) -> Response:
@@ -168,7 +177,7 @@ class Ingestion:
         now = self.clock.now()
         batch, rejected = parse_messages(messages, now, mapping=self.mapping, sent_at=sent_at)
         try:
-            stored = batch.store(self.store, now)
+            stored = batch.store(self.people, now)
         except OperationalError as exc:
             logger.error("ingestion: the database failed: %s", exc)
             message = "database unavailable: retry later (a retry stores nothing twice)"
