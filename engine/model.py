@@ -48,9 +48,11 @@ class SkipReason(StrEnum):
 EMAIL_COUNTED = ("pending", "claimed", "sending", "retrying", "sent", "unknown")
 
 
-@dataclass(frozen=True)
-class User:
-    id: str
+@dataclass(frozen=True, kw_only=True)
+class UserColumns:
+    """A user's stored columns besides the id and the traits. In an identify (`UserUpsert`),
+    None means "keep the stored value"; in a stored `User`, it means "not known"."""
+
     email: str | None = None
     persona: str | None = None
     signup_source: str | None = None
@@ -58,6 +60,11 @@ class User:
     timezone: str | None = None
     account_id: str | None = None
     invited_by: str | None = None
+
+
+@dataclass(frozen=True)
+class User(UserColumns):
+    id: str
     traits: dict[str, Any] = field(default_factory=dict)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from engine.clock import Clock
 from engine.config import Config
 from engine.decide.caps import WINDOW, FrequencyCap
-from engine.decide.firing import Candidate, Planned, decide
+from engine.decide.firing import Planned, decide
 from engine.delivery.compose import Composer
 from engine.delivery.dispatcher import Dispatcher
 from engine.delivery.mail import MailTransport
@@ -30,6 +30,7 @@ from engine.rules.language import Rule, RuleSet
 from engine.sql.candidates import candidates as candidates_query
 from engine.sql.ledger import Settings, fits_in_sql, flags_select, in_python, ledger_insert
 from engine.store import Store
+from engine.store.ledger import Ledger
 from engine.telemetry.metrics import Metrics
 
 log = logging.getLogger("lifecycle.runner")
@@ -40,6 +41,18 @@ class TickReport:
     now: datetime
     written: Counter[str] = field(default_factory=Counter)  # "rule_id/status" -> rows
     dispatched: Counter[str] = field(default_factory=Counter)  # status -> emails
+
+    def count(
+        self, rule_id: str, statuses: Counter[str], guide_flags: int, metrics: Metrics | None
+    ) -> None:
+        """Add one rule's written rows (and its guide flags, set with the rows)."""
+        for status, rows in statuses.items():
+            self.written[f"{rule_id}/{status}"] += rows
+        if metrics is not None:
+            if statuses:
+                metrics.rule_matches.labels(rule_id).inc(statuses.total())
+            if guide_flags:
+                metrics.deliveries.labels("sent", "guide").inc(guide_flags)
 
     def by_rule(self) -> dict[str, Counter[str]]:
         out: dict[str, Counter[str]] = {}
@@ -89,6 +102,13 @@ class Runner:
             metrics=metrics,
         )
         self._rules = rules
+        self._decide = partial(
+            decide,
+            guide_ttl=config.defaults.guide_ttl,
+            domain=self.domain,
+            quiet_hours=config.mail.quiet_hours,
+            default_timezone=config.defaults.timezone,
+        )
 
     # A hot reload swaps the rules and the templates; the dispatcher sees the same ones.
     @property
@@ -154,7 +174,7 @@ class Runner:
         ordered: bool = False,
     ) -> Iterator[list[Planned]]:
         """Batches of what a tick at `now` would write, rule by rule."""
-        cap = self._cap(now)
+        cap = frequency_cap(self.store.ledger, self.config.mail.daily_cap, now)
         for rule in self._selected(rule_ids):
             yield from self._plan_rule(rule, now, cap, user_ids=user_ids, ordered=ordered)
 
@@ -171,7 +191,7 @@ class Runner:
         query = candidates_query(rule, now, user_ids=user_ids, ordered=ordered, where=where)
         batches = self.store.ledger.candidates(query)
         for batch in batches:
-            yield cap.apply(rule, [self.decide(rule, c, now) for c in batch])
+            yield cap.apply(rule, [self._decide(rule, c, now) for c in batch])
 
     def _selected(self, rule_ids: Sequence[str] | None) -> list[Rule]:
         """Highest priority first, so that the frequency cap skips the lowest first."""
@@ -179,36 +199,6 @@ class Runner:
             list(self.rules.enabled) if rule_ids is None else [self.rules.get(r) for r in rule_ids]
         )
         return sorted(rules, key=lambda rule: -rule.priority)
-
-    def _cap(self, now: datetime) -> FrequencyCap:
-        # New emails go out within a day of `now` (quiet hours shift them by less), so the
-        # emails that can count against them lie within a day either side of that.
-        def fetch(user_ids: Sequence[str]) -> dict[str, list[datetime]]:
-            return self.store.ledger.email_times(user_ids, now - WINDOW, now + 2 * WINDOW)
-
-        return FrequencyCap(self.config.mail.daily_cap, fetch)
-
-    def _settings(self) -> Settings:
-        mail = self.config.mail
-        return Settings(
-            guide_ttl=self.config.defaults.guide_ttl,
-            domain=self.domain,
-            quiet_hours=mail.quiet_hours,
-            daily_cap=mail.daily_cap,
-            default_timezone=self.config.defaults.timezone,
-        )
-
-    def decide(self, rule: Rule, candidate: Candidate, now: datetime) -> Planned:
-        """What happens to one firing under this config (explain asks the same question)."""
-        return decide(
-            rule,
-            candidate,
-            now,
-            guide_ttl=self.config.defaults.guide_ttl,
-            domain=self.domain,
-            quiet_hours=self.config.mail.quiet_hours,
-            default_timezone=self.config.defaults.timezone,
-        )
 
     def dry_run(
         self,
@@ -229,24 +219,10 @@ class Runner:
         if not planned.email_template or planned.status is Status.HELD_OUT:
             return Preview(planned, None, None)
         try:
-            return Preview(planned, self._render_planned(planned), None)
+            rule = self.rules.get(planned.rule_id)
+            return Preview(planned, self.composer.render_planned(rule, planned), None)
         except TemplateError as exc:
             return Preview(planned, None, str(exc))
-
-    def _render_planned(self, p: Planned) -> RenderedEmail:
-        rule = self.rules.get(p.rule_id)
-        assert p.email_template is not None
-        return self.composer.render(
-            p.email_template,
-            self.composer.context(
-                rule,
-                p.candidate.user,
-                p.anchor_at,
-                p.candidate.anchor_properties,
-                p.guide_id,
-                p.guide_expires_at,
-            ),
-        )
 
     # ---- the tick ----------------------------------------------------------------------
 
@@ -263,7 +239,7 @@ class Runner:
         committed on their own, so stopping early loses nothing."""
         started = time.perf_counter()
         report = TickReport(now)
-        cap = self._cap(now)
+        cap = frequency_cap(self.store.ledger, self.config.mail.daily_cap, now)
         for rule in self._selected(rule_ids):
             if should_stop():
                 break
@@ -298,29 +274,39 @@ class Runner:
         # never saw those written in SQL.
         cap.forget()
         rest: tuple[ColumnElement[bool], ...] = ()
-        settings = self._settings()
+        settings = _settings(self.config, self.domain)
         if self.set_based and fits_in_sql(rule):
             python = in_python(rule, settings, now)
             in_sql = () if python is None else (~python,)
             rows = ledger_insert(rule, now, settings, in_sql)
             flags = partial(flags_select, rule, now, settings) if rule.send.guide else None
             decided = self.store.ledger.record_decided(rows, flags)
-            self._count(rule, report, decided.statuses, decided.guide_flags)
+            report.count(rule.id, decided.statuses, decided.guide_flags, self.metrics)
             if python is None:
                 return
             rest = (python,)
         for planned in self._plan_rule(rule, now, cap, where=rest):
             written = self.store.ledger.record(planned, now)
             statuses = Counter(p.status.value for p in written)
-            self._count(rule, report, statuses, sum(1 for p in written if p.sets_guide))
+            guides = sum(1 for p in written if p.sets_guide)
+            report.count(rule.id, statuses, guides, self.metrics)
 
-    def _count(
-        self, rule: Rule, report: TickReport, statuses: Counter[str], guide_flags: int
-    ) -> None:
-        for status, rows in statuses.items():
-            report.written[f"{rule.id}/{status}"] += rows
-        if self.metrics is not None:
-            if statuses:
-                self.metrics.rule_matches.labels(rule.id).inc(statuses.total())
-            if guide_flags:  # the flag is written with the row: set now
-                self.metrics.deliveries.labels("sent", "guide").inc(guide_flags)
+
+def frequency_cap(ledger: Ledger, limit: int | None, now: datetime) -> FrequencyCap:
+    # New emails go out within a day of `now` (quiet hours shift them by less), so the
+    # emails that can count against them lie within a day either side of that.
+    def fetch(user_ids: Sequence[str]) -> dict[str, list[datetime]]:
+        return ledger.email_times(user_ids, now - WINDOW, now + 2 * WINDOW)
+
+    return FrequencyCap(limit, fetch)
+
+
+def _settings(config: Config, domain: str) -> Settings:
+    """What the ledger's INSERT ... SELECT needs of the config to decide as `decide()` does."""
+    return Settings(
+        guide_ttl=config.defaults.guide_ttl,
+        domain=domain,
+        quiet_hours=config.mail.quiet_hours,
+        daily_cap=config.mail.daily_cap,
+        default_timezone=config.defaults.timezone,
+    )

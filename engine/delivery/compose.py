@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.config import Config
-from engine.decide.firing import anchor_name
+from engine.decide.firing import Planned, anchor_name
 from engine.delivery.mail import Envelope
 from engine.delivery.render import RenderedEmail, Renderer, email_context
 from engine.delivery.tokens import unsubscribe_url
@@ -46,6 +46,19 @@ class Composer:
 
     def render(self, template: str, context: dict[str, Any]) -> RenderedEmail:
         return self.renderer.render(template, context)
+
+    def render_planned(self, rule: Rule, planned: Planned) -> RenderedEmail:
+        """The email a dry run shows for a planned row: the very one the dispatcher sends."""
+        assert planned.email_template is not None
+        context = self.context(
+            rule,
+            planned.candidate.user,
+            planned.anchor_at,
+            planned.candidate.anchor_properties,
+            planned.guide_id,
+            planned.guide_expires_at,
+        )
+        return self.render(planned.email_template, context)
 
     def envelope(
         self,

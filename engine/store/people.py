@@ -4,19 +4,20 @@ suppressions."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Row
 
-from engine.model import USER_FIELDS
+from engine.model import UserColumns
 from engine.sql.dialect import upsert_statement
 from engine.sql.schema import accounts, events, suppressions, users
 from engine.store.connection import Database
 from engine.store.records import AccountUpsert, Alias, EventRecord, UserUpsert
 
-_COLUMN_FIELDS = USER_FIELDS[1:-1]
+_COLUMN_FIELDS = tuple(f.name for f in fields(UserColumns))
 
 
 class People:

@@ -7,20 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from engine.model import UserColumns
+
 
 @dataclass(frozen=True)
-class UserUpsert:
+class UserUpsert(UserColumns):
     """Identify: columns that are None keep their stored value; traits merge, new wins."""
 
     id: str
     traits: dict[str, Any]
-    email: str | None = None
-    persona: str | None = None
-    signup_source: str | None = None
-    signed_up_at: datetime | None = None
-    timezone: str | None = None
-    account_id: str | None = None
-    invited_by: str | None = None
 
 
 @dataclass(frozen=True)
