@@ -121,9 +121,12 @@ def evaluate_job(
 
 def dispatch_job(app: App, clock: Clock, stop: threading.Event) -> Callable[[], None]:
     def dispatch() -> None:
-        now = clock.now()
+        now = clock.now()  # when the run started, for the log lines
         try:
-            outcome = app.runner.dispatch(now, should_stop=stop.is_set)
+            # The clock itself, read at each claim and each send: a drain longer than
+            # mail.retry.sending_lease must not stamp its later claims with the time it began,
+            # or another replica's recovery takes them back as abandoned.
+            outcome = app.runner.dispatch(clock, should_stop=stop.is_set)
         except Exception as exc:  # noqa: BLE001 - logged; a failed run must not stop the daemon
             _failed("dispatch", now, exc)
             return

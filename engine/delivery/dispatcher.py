@@ -118,15 +118,23 @@ class Dispatcher:
         outcome: Counter[str] = Counter()
         self._write_what_an_outage_held_back()
         self._recover(clock(), outcome)
-        while not should_stop() and (due := self.outbox.claim_due(clock(), batch_size)):
+        # A claim is stamped once, when the batch is claimed: a batch still in hand after
+        # half the lease hands back what it has not sent and claims afresh, so that another
+        # replica's recovery never takes the rows of a live dispatcher for abandoned ones.
+        renew_after = self.retry.sending_lease / 2
+        while not should_stop() and (due := self.outbox.claim_due(claimed := clock(), batch_size)):
             for index, item in enumerate(due):
                 if should_stop():
                     released = self.outbox.release_claims([d.id for d in due[index:]], clock())
                     log.info("stopping: %d claimed deliveries handed back unsent", released)
                     return outcome
                 now = clock()
+                if index and now - claimed >= renew_after:
+                    released = self.outbox.release_claims([d.id for d in due[index:]], now)
+                    log.info("%d claimed deliveries handed back to be claimed afresh", released)
+                    break
                 try:
-                    status = self._send(item, now)
+                    status = self._send(item, now, clock)
                 except SQLAlchemyError:
                     # The database went away: the rest of the batch was never sent.
                     rest = [d.id for d in due[index:]]
@@ -174,8 +182,9 @@ class Dispatcher:
             self._unwritten.append(partial(self.outbox.mark, delivery_id, status, now, **fields))
             raise
 
-    def _send(self, item: Due, now: datetime) -> Status | None:
-        """Render and send one claimed email; its new status, or None when it was not ours."""
+    def _send(self, item: Due, now: datetime, clock: Callable[[], datetime]) -> Status | None:
+        """Render and send one claimed email; its new status, or None when it was not ours.
+        `now` is when it is handed over; its outcome is stamped with `clock()` after that."""
         try:
             rule = self.rules.get(item.rule_id)
         except KeyError:
@@ -201,14 +210,15 @@ class Dispatcher:
         if not self.outbox.start_sending(item.id, now):
             log.warning("delivery %s: the claim expired before sending; not sent", item.id)
             return None
-        return self._hand_over(item, message, now)
+        return self._hand_over(item, message, clock)
 
-    def _hand_over(self, item: Due, message: Any, now: datetime) -> Status:
+    def _hand_over(self, item: Due, message: Any, clock: Callable[[], datetime]) -> Status:
         try:
             sent = time.perf_counter()
             try:
                 receipt = self.transport.send(message)
             finally:  # failed sends take time too (timeouts most of all)
+                now = clock()  # the outcome is stamped with the time the send ended
                 if self.metrics is not None:
                     self.metrics.send_duration.observe(time.perf_counter() - sent)
         except PermanentSendError as exc:
