@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import ClauseElement
 
 from engine.config import Config
@@ -110,11 +111,11 @@ def test_a_transport_error_is_recorded_not_raised(
     assert all(d["send_at"] > now for d in retrying)
 
 
-def failing_for(rule_id: str) -> Callable[..., Any]:
+def failing_for(rule_id: str, dialect: Dialect) -> Callable[..., Any]:
     """Around a ledger method: the statement of one rule fails, the others run for real."""
 
     def around(real: Callable[..., Any], statement: ClauseElement, *args: Any) -> Any:
-        if rule_id in statement.compile().params.values():
+        if rule_id in statement.compile(dialect=dialect).params.values():
             raise RuntimeError("database said no")
         return real(statement, *args)
 
@@ -126,7 +127,9 @@ def test_one_failing_rule_does_not_stop_the_others(
 ) -> None:
     seed(store, now)
     broken_ledger = intercept(
-        store.ledger, candidates=failing_for("welcome"), record_decided=failing_for("welcome")
+        store.ledger,
+        candidates=failing_for("welcome", store.engine.dialect),
+        record_decided=failing_for("welcome", store.engine.dialect),
     )
     broken = store.replacing(ledger=broken_ledger)
     report = make_runner(project, broken, RecordingTransport()).tick(now)
