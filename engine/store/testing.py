@@ -156,8 +156,7 @@ class MemoryOutbox:
             row.attempts += 1
         # Like `Outbox._due`: the batch comes back in id order, not in claim order.
         return [
-            dataclasses.replace(self._rows[i].due, attempts=self._rows[i].attempts)
-            for i in claimed
+            dataclasses.replace(self._rows[i].due, attempts=self._rows[i].attempts) for i in claimed
         ]
 
     def start_sending(self, delivery_id: int, now: datetime) -> bool:

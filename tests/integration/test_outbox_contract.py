@@ -187,6 +187,12 @@ def test_claims_due_rows_by_send_at_then_id_up_to_the_limit(outbox: Adapter) -> 
     assert [d.id for d in outbox.outbox.claim_due(NOW + timedelta(seconds=1))] == [future]
 
 
+def test_a_batch_comes_back_in_id_order_not_claim_order(outbox: Adapter) -> None:
+    later = outbox.add(send_at=NOW - timedelta(minutes=1))
+    earlier = outbox.add(send_at=NOW - timedelta(minutes=2))
+    assert [d.id for d in outbox.outbox.claim_due(NOW)] == [later, earlier]
+
+
 def test_a_row_due_exactly_now_is_claimed(outbox: Adapter) -> None:
     due = outbox.add(send_at=NOW)
     assert [d.id for d in outbox.outbox.claim_due(NOW)] == [due]
