@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from engine.model import USER_FIELDS, Status
-from engine.store.outbox import CLAIMABLE, IN_HAND, Due
+from engine.model import USER_FIELDS, Due, Status
+from engine.store.outbox import CLAIMABLE, IN_HAND
 
 Part = TypeVar("Part")
 Around = Callable[..., Any]  # (real method, *args, **kwargs) -> result

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import insert, select
 
 from engine.delivery.dispatcher import OutboxStore
-from engine.model import Status
+from engine.model import Due, Status
 from engine.sql.schema import deliveries
 from engine.store import Store, UserUpsert, connect, migrate
-from engine.store.outbox import Due, Outbox
+from engine.store.outbox import Outbox
 from engine.store.testing import MemoryOutbox, OutboxRow, new_due
 from tests.conftest import NOW, _truncate
 
