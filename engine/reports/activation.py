@@ -18,9 +18,17 @@ from engine.durations import format_duration
 from engine.reports.context import ReportContext
 from engine.reports.model import BarChart, Column, Report, Row, Table
 from engine.reports.periods import Period, week_start
-from engine.reports.sql import NO_VALUE, count_if, in_period, seconds_between, week_index, within
+from engine.reports.sql import (
+    NO_VALUE,
+    count_if,
+    first_activation,
+    in_period,
+    seconds_between,
+    week_index,
+    within,
+)
 from engine.reports.stats import percentile, rate
-from engine.sql.schema import events, users
+from engine.sql.schema import users
 
 Key = tuple[Any, ...]
 HEADINGS = {"week": "Signup week", "persona": "Persona", "signup_source": "Signup source"}
@@ -40,17 +48,8 @@ def build(ctx: ReportContext) -> Report:
 def signups(cfg: ReportsConfig, period: Period) -> Subquery:
     """Users who signed up in the period, with when they first did the activation event (at
     or after signup) and whether that was within the activation window (1) or not (0)."""
-    first = (
-        select(events.c.user_id, func.min(events.c.occurred_at).label("activated_at"))
-        .select_from(events.join(users, users.c.id == events.c.user_id))
-        .where(
-            events.c.name == cfg.activation_event,
-            events.c.occurred_at >= users.c.signed_up_at,
-            events.c.occurred_at <= period.as_of,
-            in_period(users.c.signed_up_at, period),
-        )
-        .group_by(events.c.user_id)
-        .subquery("first_activation")
+    first = first_activation(
+        cfg.activation_event, period.as_of, in_period(users.c.signed_up_at, period)
     )
     activated = within(users.c.signed_up_at, first.c.activated_at, cfg.activation_within)
     return (
