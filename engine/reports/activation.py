@@ -16,7 +16,15 @@ from sqlalchemy.sql.expression import Subquery
 from engine.config import ReportsConfig
 from engine.durations import format_duration
 from engine.reports.context import ReportContext
-from engine.reports.model import BarChart, Column, Report, Row, Table
+from engine.reports.model import (
+    BarChart,
+    Column,
+    Report,
+    Row,
+    Table,
+    count_rate,
+    count_rate_columns,
+)
 from engine.reports.periods import Period, week_start
 from engine.reports.sql import (
     NO_VALUE,
@@ -27,7 +35,7 @@ from engine.reports.sql import (
     week_index,
     within,
 )
-from engine.reports.stats import percentile, rate
+from engine.reports.stats import percentile
 from engine.sql.schema import users
 
 Key = tuple[Any, ...]
@@ -106,8 +114,7 @@ def _table(
         columns=(
             *(Column(k, HEADINGS[k]) for k in keys),
             Column("signed_up", "Signed up", "count"),
-            Column("activated", "Activated", "count"),
-            Column("par", "PAR", "rate"),
+            *count_rate_columns("activated", "Activated", "PAR", "par"),
             Column("ttfv_median", "TTFV median", "duration"),
             Column("ttfv_p75", "TTFV p75", "duration"),
             Column("ttfv_p90", "TTFV p90", "duration"),
@@ -126,8 +133,7 @@ def _row(counts: Any, keys: Sequence[str], ttfv: list[float], ctx: ReportContext
     return {
         **labels,
         "signed_up": counts["signed_up"],
-        "activated": counts["activated"],
-        "par": rate(counts["activated"], counts["signed_up"]),
+        **count_rate("activated", counts["activated"], counts["signed_up"], "par"),
         "ttfv_median": percentile(ttfv, 50),
         "ttfv_p75": percentile(ttfv, 75),
         "ttfv_p90": percentile(ttfv, 90),
