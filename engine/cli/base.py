@@ -107,3 +107,23 @@ def cli(ctx: click.Context, config_file: str | None, verbose: int, log_format: s
         logging.basicConfig(level=level, format=TEXT_FORMAT)
     ctx.obj = State(config_file)
     ctx.call_on_close(ctx.obj.close)
+
+
+def options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Several click options as one decorator; --help lists them in the order given."""
+
+    def apply(command: F) -> F:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+def period_options(start_help: str, end_help: str, *, required: bool = False) -> Callable[[F], F]:
+    """`--from` and `--to`, passed as `start` and `end`: the period a command looks at (each
+    command says in its help what the ends mean to it)."""
+    return options(
+        click.option("--from", "start", type=Instant(), required=required, help=start_help),
+        click.option("--to", "end", type=Instant(), required=required, help=end_help),
+    )

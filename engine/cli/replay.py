@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from engine.app.wiring import App
-from engine.cli.base import F, Instant, State, cli, err, friendly_errors, out
+from engine.cli.base import Instant, State, cli, err, friendly_errors, options, out, period_options
 from engine.cli.present_whatif import (
     diff_json,
     diff_table,
@@ -45,24 +45,19 @@ class Step(click.ParamType):  # type: ignore[type-arg]
             self.fail(str(exc).replace("bad duration", "bad step"), param, ctx)
 
 
-def _period_options(command: F) -> F:
-    options = [
-        click.option("--from", "start", type=Instant(), required=True, help="First tick."),
-        click.option("--to", "end", type=Instant(), required=True, help="Last tick (included)."),
-        click.option(
-            "--step", type=Step(), default="15m", show_default=True, help="Time between ticks."
-        ),
-        click.option(
-            "--with-history",
-            is_flag=True,
-            help="Start from the real ledger as of --from instead of an empty one.",
-        ),
-        click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table"),
-        click.option("--limit", type=int, help="Table rows to show (JSON is always complete)."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+_replay_options = options(
+    period_options("First tick.", "Last tick (included).", required=True),
+    click.option(
+        "--step", type=Step(), default="15m", show_default=True, help="Time between ticks."
+    ),
+    click.option(
+        "--with-history",
+        is_flag=True,
+        help="Start from the real ledger as of --from instead of an empty one.",
+    ),
+    click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table"),
+    click.option("--limit", type=int, help="Table rows to show (JSON is always complete)."),
+)
 
 
 def _rules_from(app: App, directory: Path | None) -> RuleSet:
@@ -83,7 +78,7 @@ def _replayed(app: App, rules: RuleSet, period: Period, with_history: bool) -> T
 
 
 @cli.command("replay")
-@_period_options
+@_replay_options
 @click.option(
     "--rules",
     "rules_dir",
@@ -118,7 +113,7 @@ def replay_command(
 
 
 @cli.command("diff")
-@_period_options
+@_replay_options
 @click.option(
     "--rules",
     "rules_dir",

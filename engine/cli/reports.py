@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from engine.cli.base import F, Instant, State, cli, friendly_errors, out
+from engine.cli.base import State, cli, friendly_errors, options, out, period_options
 from engine.clock import SystemClock
 from engine.errors import LifecycleError
 from engine.reports import catalog as report_catalog
@@ -21,14 +21,11 @@ from engine.reports.periods import Period as ReportPeriod
 
 # ---- reports ---------------------------------------------------------------------------
 
-_REPORT_OPTIONS = (
-    click.option(
-        "--from",
-        "start",
-        type=Instant(),
-        help="Period start, inclusive: signups (impact: sends). Default: the beginning.",
+_report_options = options(
+    period_options(
+        "Period start, inclusive: signups (impact: sends). Default: the beginning.",
+        "Period end, excluded (default: now).",
     ),
-    click.option("--to", "end", type=Instant(), help="Period end, excluded (default: now)."),
     click.option(
         "--format",
         "fmt",
@@ -40,12 +37,6 @@ _REPORT_OPTIONS = (
 _BY_OPTION = click.option(
     "--by", type=click.Choice(["persona", "signup_source"]), help="Break the tables down."
 )
-
-
-def _report_options(command: F) -> F:
-    for option in reversed(_REPORT_OPTIONS):
-        command = option(command)
-    return command
 
 
 @cli.group()

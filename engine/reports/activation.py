@@ -16,11 +16,27 @@ from sqlalchemy.sql.expression import Subquery
 from engine.config import ReportsConfig
 from engine.durations import format_duration
 from engine.reports.context import ReportContext
-from engine.reports.model import BarChart, Column, Report, Row, Table
+from engine.reports.model import (
+    BarChart,
+    Column,
+    Report,
+    Row,
+    Table,
+    count_rate,
+    count_rate_columns,
+)
 from engine.reports.periods import Period, week_start
-from engine.reports.sql import NO_VALUE, count_if, in_period, seconds_between, week_index, within
-from engine.reports.stats import percentile, rate
-from engine.sql.schema import events, users
+from engine.reports.sql import (
+    NO_VALUE,
+    count_if,
+    first_activation,
+    in_period,
+    seconds_between,
+    week_index,
+    within,
+)
+from engine.reports.stats import percentile
+from engine.sql.schema import users
 
 Key = tuple[Any, ...]
 HEADINGS = {"week": "Signup week", "persona": "Persona", "signup_source": "Signup source"}
@@ -40,17 +56,8 @@ def build(ctx: ReportContext) -> Report:
 def signups(cfg: ReportsConfig, period: Period) -> Subquery:
     """Users who signed up in the period, with when they first did the activation event (at
     or after signup) and whether that was within the activation window (1) or not (0)."""
-    first = (
-        select(events.c.user_id, func.min(events.c.occurred_at).label("activated_at"))
-        .select_from(events.join(users, users.c.id == events.c.user_id))
-        .where(
-            events.c.name == cfg.activation_event,
-            events.c.occurred_at >= users.c.signed_up_at,
-            events.c.occurred_at <= period.as_of,
-            in_period(users.c.signed_up_at, period),
-        )
-        .group_by(events.c.user_id)
-        .subquery("first_activation")
+    first = first_activation(
+        cfg.activation_event, period.as_of, in_period(users.c.signed_up_at, period)
     )
     activated = within(users.c.signed_up_at, first.c.activated_at, cfg.activation_within)
     return (
@@ -107,8 +114,7 @@ def _table(
         columns=(
             *(Column(k, HEADINGS[k]) for k in keys),
             Column("signed_up", "Signed up", "count"),
-            Column("activated", "Activated", "count"),
-            Column("par", "PAR", "rate"),
+            *count_rate_columns("activated", "Activated", "PAR", "par"),
             Column("ttfv_median", "TTFV median", "duration"),
             Column("ttfv_p75", "TTFV p75", "duration"),
             Column("ttfv_p90", "TTFV p90", "duration"),
@@ -127,8 +133,7 @@ def _row(counts: Any, keys: Sequence[str], ttfv: list[float], ctx: ReportContext
     return {
         **labels,
         "signed_up": counts["signed_up"],
-        "activated": counts["activated"],
-        "par": rate(counts["activated"], counts["signed_up"]),
+        **count_rate("activated", counts["activated"], counts["signed_up"], "par"),
         "ttfv_median": percentile(ttfv, 50),
         "ttfv_p75": percentile(ttfv, 75),
         "ttfv_p90": percentile(ttfv, 90),

@@ -12,10 +12,18 @@ from sqlalchemy.sql.elements import ColumnElement
 from engine.config import ReportsConfig
 from engine.durations import format_duration
 from engine.reports.context import By, ReportContext
-from engine.reports.model import BarChart, Column, Report, Row, Table, group_heading
+from engine.reports.model import (
+    BarChart,
+    Column,
+    Report,
+    Row,
+    Table,
+    count_rate,
+    count_rate_columns,
+    group_heading,
+)
 from engine.reports.periods import Period
 from engine.reports.sql import count_if, group_columns, group_label, in_period, unique
-from engine.reports.stats import rate
 from engine.sql.schema import events, users
 
 
@@ -83,8 +91,7 @@ def adoption_table(ctx: ReportContext) -> Table:
         {
             "group": group_label(row, by),
             "signed_up": row.signed_up,
-            "active": row.active,
-            "adoption_rate": rate(row.active, row.signed_up),
+            **count_rate("active", row.active, row.signed_up, "adoption_rate"),
         }
         for row in ctx.store.reads.report_rows(adoption_query(cfg, ctx.period, by))
     ]
@@ -95,8 +102,7 @@ def adoption_table(ctx: ReportContext) -> Table:
         columns=(
             *group_heading(by),
             Column("signed_up", "Signed up", "count"),
-            Column("active", "Active", "count"),
-            Column("adoption_rate", "Adoption rate", "rate"),
+            *count_rate_columns("active", "Active", "Adoption rate", "adoption_rate"),
         ),
         rows=tuple(rows),
         definitions=(
@@ -121,8 +127,7 @@ def feature_table(ctx: ReportContext) -> Table:
                     "group": group_label(row, by),
                     "feature": name,
                     "logged_in": row.logged_in,
-                    "users": used,
-                    "far": rate(used, row.logged_in),
+                    **count_rate("users", used, row.logged_in, "far"),
                 }
             )
     return Table(
@@ -132,8 +137,7 @@ def feature_table(ctx: ReportContext) -> Table:
             *group_heading(by),
             Column("feature", "Feature (event)"),
             Column("logged_in", "Logged in", "count"),
-            Column("users", "Used the feature", "count"),
-            Column("far", "FAR", "rate"),
+            *count_rate_columns("users", "Used the feature", "FAR", "far"),
         ),
         rows=tuple(rows),
         definitions=(

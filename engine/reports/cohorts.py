@@ -17,7 +17,7 @@ from engine.config import ReportsConfig
 from engine.reports.context import CohortBy, ReportContext
 from engine.reports.model import Column, Heatmap, Report, Row, Table
 from engine.reports.periods import Period, month_label, month_number
-from engine.reports.sql import in_period, unique
+from engine.reports.sql import first_activation, in_period, unique
 from engine.reports.stats import rate
 from engine.sql.dialect import MonthNumber
 from engine.sql.schema import events, users
@@ -56,17 +56,7 @@ def members(cfg: ReportsConfig, period: Period, cohort: CohortBy) -> Subquery:
             .where(in_period(users.c.signed_up_at, period))
             .subquery("members")
         )
-    first = (
-        select(events.c.user_id, func.min(events.c.occurred_at).label("activated_at"))
-        .select_from(events.join(users, users.c.id == events.c.user_id))
-        .where(
-            events.c.name == cfg.activation_event,
-            events.c.occurred_at >= users.c.signed_up_at,
-            events.c.occurred_at <= period.as_of,
-        )
-        .group_by(events.c.user_id)
-        .subquery("first_activation")
-    )
+    first = first_activation(cfg.activation_event, period.as_of)
     return (
         select(first.c.user_id, MonthNumber(first.c.activated_at).label("cohort"))
         .where(in_period(first.c.activated_at, period))

@@ -15,7 +15,16 @@ from sqlalchemy.sql.expression import Subquery
 from engine.model import Status
 from engine.reports.context import By, ReportContext
 from engine.reports.formats import format_value, pair, ratio, show
-from engine.reports.model import BarChart, Column, Report, Row, Table, View, group_heading
+from engine.reports.model import (
+    BarChart,
+    Column,
+    Report,
+    Row,
+    Table,
+    View,
+    count_rate_columns,
+    group_heading,
+)
 from engine.reports.periods import Period
 from engine.reports.sql import (
     count_if,
@@ -89,11 +98,9 @@ def _columns(by: By | None) -> tuple[Column, ...]:
         Column("rule", "Rule"),
         *group_heading(by),
         Column("treated", "Treated", "count"),
-        Column("treated_converted", "Converted", "count"),
-        Column("treated_rate", "Treated rate", "rate"),
+        *count_rate_columns("treated_converted", "Converted", "Treated rate", "treated_rate"),
         Column("held_out", "Held out", "count"),
-        Column("held_out_converted", "Converted", "count"),
-        Column("held_out_rate", "Held-out rate", "rate"),
+        *count_rate_columns("held_out_converted", "Converted", "Held-out rate", "held_out_rate"),
         Column("lift", "Lift", "points"),
         Column("relative_lift", "Relative lift", "change"),
         Column("ci_95", "95% CI of lift", "interval"),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.reports.periods import Period
+from engine.reports.stats import rate
 
 # How a column's values read: `rate`, `change` and `points` are fractions (0.25 = 25%,
 # +25%, +25 points), `duration` seconds, `interval` a [low, high] pair of points, `p` a p-value.
@@ -83,3 +84,15 @@ class Report:
 def group_heading(by: str | None) -> tuple[Column, ...]:
     """The leading "Persona" / "Signup source" column of a table broken down with --by."""
     return (Column("group", by.replace("_", " ").capitalize()),) if by else ()
+
+
+def count_rate_columns(
+    key: str, heading: str, rate_heading: str = "%", rate_key: str | None = None
+) -> tuple[Column, Column]:
+    """A count column followed by its share of some total (`<key>_rate` unless named)."""
+    return (Column(key, heading, "count"), Column(rate_key or f"{key}_rate", rate_heading, "rate"))
+
+
+def count_rate(key: str, count: int, total: int, rate_key: str | None = None) -> dict[str, Any]:
+    """The row values of `count_rate_columns`: the count and `rate(count, total)`."""
+    return {key: count, rate_key or f"{key}_rate": rate(count, total)}

@@ -14,6 +14,7 @@ from engine.clock import isoformat
 # The Monday on or before 1970-01-01 (a Thursday): week index 0 starts here.
 WEEK_ZERO = date(1969, 12, 29)
 SECONDS_PER_DAY = 86_400
+DAY = timedelta(hours=24)
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,25 @@ period. Event names come from `reports.events` in the config (Airtouch's by defa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.config import ReportsConfig
 from engine.reports.context import By, ReportContext
-from engine.reports.model import BarChart, Column, Report, Row, Table, group_heading
-from engine.reports.periods import Period
+from engine.reports.first_run import first_run_table
+from engine.reports.model import (
+    BarChart,
+    Column,
+    Report,
+    Row,
+    Table,
+    count_rate,
+    count_rate_columns,
+    group_heading,
+)
+from engine.reports.periods import DAY, Period
 from engine.reports.sql import (
     Facts,
     count_if,
@@ -21,14 +30,9 @@ from engine.reports.sql import (
     group_columns,
     group_label,
     in_period,
-    seconds_between,
     within,
 )
-from engine.reports.stats import rate
-from engine.sql.schema import events, users
-
-DAY = timedelta(hours=24)
-THREE_DAYS = timedelta(days=3)
+from engine.sql.schema import users
 
 
 def build(ctx: ReportContext) -> Report:
@@ -128,12 +132,9 @@ def first_workflow_table(rows: Sequence[Row], cfg: ReportsConfig, by: By | None)
         {
             "group": r["group"],
             "signed_up": r["signed_up"],
-            "workflow_24h": r["workflow_24h"],
-            "workflow_24h_rate": rate(r["workflow_24h"], r["signed_up"]),
-            "workflow_24h_more": r["workflow_24h_more"],
-            "workflow_24h_more_rate": rate(r["workflow_24h_more"], r["workflow_24h"]),
-            "workflow_ever": r["workflow_ever"],
-            "workflow_ever_rate": rate(r["workflow_ever"], r["signed_up"]),
+            **count_rate("workflow_24h", r["workflow_24h"], r["signed_up"]),
+            **count_rate("workflow_24h_more", r["workflow_24h_more"], r["workflow_24h"]),
+            **count_rate("workflow_ever", r["workflow_ever"], r["signed_up"]),
         }
         for r in rows
     ]
@@ -143,12 +144,9 @@ def first_workflow_table(rows: Sequence[Row], cfg: ReportsConfig, by: By | None)
         columns=(
             *group_heading(by),
             Column("signed_up", "Signed up", "count"),
-            Column("workflow_24h", "First workflow ≤ 24h", "count"),
-            Column("workflow_24h_rate", "% of signups", "rate"),
-            Column("workflow_24h_more", "…and more than one", "count"),
-            Column("workflow_24h_more_rate", "% of those", "rate"),
-            Column("workflow_ever", "Workflow ever", "count"),
-            Column("workflow_ever_rate", "% of signups", "rate"),
+            *count_rate_columns("workflow_24h", "First workflow ≤ 24h", "% of signups"),
+            *count_rate_columns("workflow_24h_more", "…and more than one", "% of those"),
+            *count_rate_columns("workflow_ever", "Workflow ever", "% of signups"),
         ),
         rows=tuple(out),
         definitions=(
@@ -174,8 +172,7 @@ def invite_first_table(rows: Sequence[Row], cfg: ReportsConfig, by: By | None) -
         {
             "group": r["group"],
             "signed_up": r["signed_up"],
-            "invite_first": r["invite_first"],
-            "invite_first_rate": rate(r["invite_first"], r["signed_up"]),
+            **count_rate("invite_first", r["invite_first"], r["signed_up"]),
         }
         for r in rows
     ]
@@ -185,8 +182,7 @@ def invite_first_table(rows: Sequence[Row], cfg: ReportsConfig, by: By | None) -
         columns=(
             *group_heading(by),
             Column("signed_up", "Signed up", "count"),
-            Column("invite_first", "Invited before first workflow", "count"),
-            Column("invite_first_rate", "% of signups", "rate"),
+            *count_rate_columns("invite_first", "Invited before first workflow", "% of signups"),
         ),
         rows=tuple(out),
         definitions=(
@@ -202,12 +198,9 @@ def invited_users_table(rows: Sequence[Row], cfg: ReportsConfig, by: By | None) 
         {
             "group": r["group"],
             "invited": r["invited"],
-            "connections_only": r["invited_connections_only"],
-            "connections_only_rate": rate(r["invited_connections_only"], r["invited"]),
-            "workflows": r["invited_workflows"],
-            "workflows_rate": rate(r["invited_workflows"], r["invited"]),
-            "nothing": r["invited_nothing"],
-            "nothing_rate": rate(r["invited_nothing"], r["invited"]),
+            **count_rate("connections_only", r["invited_connections_only"], r["invited"]),
+            **count_rate("workflows", r["invited_workflows"], r["invited"]),
+            **count_rate("nothing", r["invited_nothing"], r["invited"]),
         }
         for r in rows
     ]
@@ -217,12 +210,9 @@ def invited_users_table(rows: Sequence[Row], cfg: ReportsConfig, by: By | None) 
         columns=(
             *group_heading(by),
             Column("invited", "Invited users", "count"),
-            Column("connections_only", "Connections only", "count"),
-            Column("connections_only_rate", "%", "rate"),
-            Column("workflows", "Built workflows", "count"),
-            Column("workflows_rate", "%", "rate"),
-            Column("nothing", "Neither", "count"),
-            Column("nothing_rate", "%", "rate"),
+            *count_rate_columns("connections_only", "Connections only"),
+            *count_rate_columns("workflows", "Built workflows"),
+            *count_rate_columns("nothing", "Neither"),
         ),
         rows=tuple(out),
         definitions=(
@@ -243,82 +233,7 @@ def invited_users_table(rows: Sequence[Row], cfg: ReportsConfig, by: By | None) 
     )
 
 
-# ---- Q3: time to the first workflow run, per account ----------------------------------
-
-
-def first_run_query(cfg: ReportsConfig, period: Period) -> Select[Any]:
-    # Users without an account are an account of their own.
-    account = func.coalesce(users.c.account_id, literal("user:") + users.c.id)
-    accounts = (
-        select(account.label("account"), func.min(users.c.signed_up_at).label("created_at"))
-        .where(users.c.signed_up_at.is_not(None))
-        .group_by(account)
-        .subquery("accounts")
-    )
-    runs = (
-        select(account.label("account"), func.min(events.c.occurred_at).label("first_run"))
-        .select_from(events.join(users, users.c.id == events.c.user_id))
-        .where(events.c.name == cfg.events.workflow_run, events.c.occurred_at <= period.as_of)
-        .group_by(account)
-        .subquery("runs")
-    )
-    delay = seconds_between(accounts.c.created_at, runs.c.first_run)
-    day, three = int(DAY.total_seconds()), int(THREE_DAYS.total_seconds())
-    columns: list[ColumnElement[Any]] = [
-        func.count().label("accounts"),
-        count_if(delay <= day).label("within_24h"),
-        count_if(and_(delay > day, delay <= three)).label("within_3d"),
-        count_if(delay > three).label("after_3d"),
-        count_if(runs.c.first_run.is_(None)).label("never"),
-    ]
-    return (
-        select(*columns)
-        .select_from(accounts.outerjoin(runs, runs.c.account == accounts.c.account))
-        .where(in_period(accounts.c.created_at, period))
-    )
-
-
-def first_run_table(ctx: ReportContext) -> Table:
-    (row,) = ctx.store.reads.report_rows(first_run_query(ctx.config, ctx.period))
-    total = row.accounts
-    out: dict[str, Any] = {"accounts": total}
-    for key in ("within_24h", "within_3d", "after_3d", "never"):
-        out[key] = getattr(row, key)
-        out[f"{key}_rate"] = rate(getattr(row, key), total)
-    run = ctx.config.events.workflow_run
-    return Table(
-        id="first_run_accounts",
-        title="When do accounts run their first workflow?",
-        columns=(
-            Column("accounts", "Accounts", "count"),
-            Column("within_24h", "≤ 24h", "count"),
-            Column("within_24h_rate", "%", "rate"),
-            Column("within_3d", "24h-3 days", "count"),
-            Column("within_3d_rate", "%", "rate"),
-            Column("after_3d", "> 3 days", "count"),
-            Column("after_3d_rate", "%", "rate"),
-            Column("never", "Never (yet)", "count"),
-            Column("never_rate", "%", "rate"),
-        ),
-        rows=(out,),
-        definitions=(
-            "Accounts: account ids (a user without one is an account alone) whose first user "
-            "signed up in the period; the account's start is that first signup.",
-            f"Time to first run: from the account's start to the first `{run}` by any of its "
-            "users. ≤ 24h; 24h-3 days: more than 24h, at most 72h; > 3 days: more than 72h.",
-            "--by does not apply: an account mixes personas and sources.",
-        ),
-        chart=BarChart(
-            "Accounts by time to first workflow run",
-            ("accounts",),
-            (
-                ("within_24h_rate", "≤ 24h"),
-                ("within_3d_rate", "24h-3 days"),
-                ("after_3d_rate", "> 3 days"),
-                ("never_rate", "never"),
-            ),
-        ),
-    )
+# Q3, time to the first workflow run, counts accounts, not signups: see `first_run`.
 
 
 # ---- Q4: never verified, and what they did anyway -------------------------------------
@@ -329,10 +244,8 @@ def unverified_table(rows: Sequence[Row], cfg: ReportsConfig, by: By | None) -> 
         {
             "group": r["group"],
             "signed_up": r["signed_up"],
-            "unverified": r["unverified"],
-            "unverified_rate": rate(r["unverified"], r["signed_up"]),
-            "acted": r["unverified_acted"],
-            "acted_rate": rate(r["unverified_acted"], r["unverified"]),
+            **count_rate("unverified", r["unverified"], r["signed_up"]),
+            **count_rate("acted", r["unverified_acted"], r["unverified"]),
         }
         for r in rows
     ]
@@ -342,10 +255,8 @@ def unverified_table(rows: Sequence[Row], cfg: ReportsConfig, by: By | None) -> 
         columns=(
             *group_heading(by),
             Column("signed_up", "Signed up", "count"),
-            Column("unverified", "Never verified", "count"),
-            Column("unverified_rate", "% of signups", "rate"),
-            Column("acted", "Did a key action anyway", "count"),
-            Column("acted_rate", "% of unverified", "rate"),
+            *count_rate_columns("unverified", "Never verified", "% of signups"),
+            *count_rate_columns("acted", "Did a key action anyway", "% of unverified"),
         ),
         rows=tuple(out),
         definitions=(
@@ -366,8 +277,7 @@ def unverified_actions_table(rows: Sequence[Row], cfg: ReportsConfig, by: By | N
         {
             "group": r["group"],
             "action": name,
-            "users": r[f"unverified_did_{index}"],
-            "share": rate(r[f"unverified_did_{index}"], r["unverified"]),
+            **count_rate("users", r[f"unverified_did_{index}"], r["unverified"], "share"),
         }
         for r in rows
         for index, name in enumerate(cfg.key_events)
@@ -378,8 +288,7 @@ def unverified_actions_table(rows: Sequence[Row], cfg: ReportsConfig, by: By | N
         columns=(
             *group_heading(by),
             Column("action", "Key action"),
-            Column("users", "Unverified users who did it", "count"),
-            Column("share", "% of unverified", "rate"),
+            *count_rate_columns("users", "Unverified users who did it", "% of unverified", "share"),
         ),
         rows=tuple(out),
         definitions=("Each key action at least once, to date, by a never-verified user.",),
@@ -396,8 +305,7 @@ def started_not_saved_table(rows: Sequence[Row], cfg: ReportsConfig, by: By) -> 
             "group": r["group"],
             "signed_up": r["signed_up"],
             "started": r["started"],
-            "not_saved": r["started_not_saved"],
-            "not_saved_rate": rate(r["started_not_saved"], r["started"]),
+            **count_rate("not_saved", r["started_not_saved"], r["started"]),
         }
         for r in rows
     ]
@@ -408,8 +316,7 @@ def started_not_saved_table(rows: Sequence[Row], cfg: ReportsConfig, by: By) -> 
             *group_heading(by),
             Column("signed_up", "Signed up", "count"),
             Column("started", "Started a workflow", "count"),
-            Column("not_saved", "Never saved one", "count"),
-            Column("not_saved_rate", "% of starters", "rate"),
+            *count_rate_columns("not_saved", "Never saved one", "% of starters"),
         ),
         rows=tuple(out),
         definitions=(

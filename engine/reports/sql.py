@@ -106,3 +106,20 @@ def event_facts(names: Sequence[str], as_of: datetime) -> Facts:
         .subquery("facts")
     )
     return Facts(subquery, distinct)
+
+
+def first_activation(event: str, as_of: datetime, *also: ColumnElement[bool]) -> Subquery:
+    """Per user, the time of their first `event` at or after signup, as of `as_of`
+    (`activated_at`); `also` narrows the users (e.g. to the period's signups)."""
+    return (
+        select(events.c.user_id, func.min(events.c.occurred_at).label("activated_at"))
+        .select_from(events.join(users, users.c.id == events.c.user_id))
+        .where(
+            events.c.name == event,
+            events.c.occurred_at >= users.c.signed_up_at,
+            events.c.occurred_at <= as_of,
+            *also,
+        )
+        .group_by(events.c.user_id)
+        .subquery("first_activation")
+    )
