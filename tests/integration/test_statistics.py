@@ -62,7 +62,7 @@ def spy(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
         calls.append(ran)
         return ran
 
-    monkeypatch.setattr(store, "analyze_ledger", recording)
+    monkeypatch.setattr(store.ledger, "analyze_ledger", recording)
     return calls
 
 
