@@ -117,7 +117,7 @@ class Dispatcher:
     ) -> Counter[str]:
         outcome: Counter[str] = Counter()
         self._write_what_an_outage_held_back()
-        self._recover(clock(), outcome)
+        outcome.update(recover(self.outbox, self.retry, clock()))
         # A claim is stamped once, when the batch is claimed: a batch still in hand after
         # half the lease hands back what it has not sent and claims afresh, so that another
         # replica's recovery never takes the rows of a live dispatcher for abandoned ones.
@@ -146,29 +146,6 @@ class Dispatcher:
                 if self.metrics is not None:
                     self.metrics.deliveries.labels(status.value, "email").inc()
         return outcome
-
-    def _recover(self, now: datetime, outcome: Counter[str]) -> None:
-        """Claims a stopped dispatcher left behind: unsent ones go back to the queue, those it
-        was handing over become `unknown` (or, when the operator opted in, `pending`)."""
-        retry = self.retry
-        requeued = self.outbox.requeue_stale_claims(now, retry.sending_lease)
-        if requeued:
-            log.warning(
-                "%d deliveries claimed by a dispatcher that stopped before sending them are "
-                "queued again",
-                requeued,
-            )
-            outcome["requeued"] += requeued
-        stale = self.outbox.expire_stale_claims(
-            now, retry.sending_lease, resend=retry.resend_unknown
-        )
-        if stale:
-            log.warning(
-                "%d deliveries were left `sending` by a dispatcher that stopped; marked %s",
-                stale,
-                "pending (resend_unknown)" if retry.resend_unknown else "unknown",
-            )
-            outcome["requeued" if retry.resend_unknown else Status.UNKNOWN.value] += stale
 
     def _write_what_an_outage_held_back(self) -> None:
         while self._unwritten:
@@ -277,6 +254,29 @@ class Dispatcher:
         )
         self._mark(item.id, Status.FAILED, now, reason=reason, reply=reply)
         return Status.FAILED
+
+
+def recover(outbox: OutboxStore, retry: RetryConfig, now: datetime) -> Counter[str]:
+    """Claims a stopped dispatcher left behind: unsent ones go back to the queue, those it
+    was handing over become `unknown` (or, when the operator opted in, `pending`)."""
+    outcome: Counter[str] = Counter()
+    requeued = outbox.requeue_stale_claims(now, retry.sending_lease)
+    if requeued:
+        log.warning(
+            "%d deliveries claimed by a dispatcher that stopped before sending them are "
+            "queued again",
+            requeued,
+        )
+        outcome["requeued"] += requeued
+    stale = outbox.expire_stale_claims(now, retry.sending_lease, resend=retry.resend_unknown)
+    if stale:
+        log.warning(
+            "%d deliveries were left `sending` by a dispatcher that stopped; marked %s",
+            stale,
+            "pending (resend_unknown)" if retry.resend_unknown else "unknown",
+        )
+        outcome["requeued" if retry.resend_unknown else Status.UNKNOWN.value] += stale
+    return outcome
 
 
 def _clock(now: datetime | Clock) -> Callable[[], datetime]:
