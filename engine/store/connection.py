@@ -96,6 +96,25 @@ class OneConnection:
 
 
 @contextmanager
+def writing(db: Database) -> Iterator[Connection]:
+    """A write transaction. On SQLite it begins at once and takes the write lock (BEGIN
+    IMMEDIATE, which waits out the busy timeout): pysqlite itself begins only before a
+    statement that starts with INSERT, UPDATE, DELETE or REPLACE, so a leading SELECT, or an
+    INSERT ... SELECT that starts with WITH (the ledger's), ran and committed outside the
+    transaction, and a crash could leave ledger rows without their guide flags. Taking the
+    lock first also spares a read-then-write transaction SQLite's failed upgrade."""
+    with db.begin() as connection:
+        if connection.dialect.name == "sqlite" and not _in_transaction(connection):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
+
+
+def _in_transaction(connection: Connection) -> bool:
+    # An isolated replay's savepoints run inside its own explicit transaction.
+    return bool(connection.connection.dbapi_connection.in_transaction)  # type: ignore[union-attr]
+
+
+@contextmanager
 def isolated(engine: Database) -> Iterator[OneConnection]:
     """One connection whose every statement runs in one transaction, rolled back on exit; the
     parts' own `begin()` calls become savepoints. Reads see the real data and its own writes."""

@@ -10,7 +10,7 @@ from sqlalchemy import or_, select, update
 
 from engine.sql.dialect import upsert_statement
 from engine.sql.schema import events, guide_flags, suppressions, users
-from engine.store.connection import Database
+from engine.store.connection import Database, writing
 
 GUIDE_SHOWN = ("active", "seen")
 
@@ -43,7 +43,7 @@ class Guides:
     ) -> bool:
         """Mark the user's shown flag for `guide_id` and record a `guide_<action>` event in
         the same transaction. False when the user has no such guide showing."""
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             flag = connection.execute(
                 select(guide_flags)
                 .where(
@@ -78,7 +78,7 @@ class Guides:
     def unsubscribe(self, user_id: str, now: datetime) -> bool:
         """Suppress the user's email (idempotent) and record an `unsubscribed` event once.
         False when the user is unknown."""
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             known = connection.execute(select(users.c.id).where(users.c.id == user_id)).first()
             if known is None:
                 return False

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 
 from engine.sql.dialect import upsert_statement
 from engine.sql.schema import rule_leases
-from engine.store.connection import Database
+from engine.store.connection import Database, writing
 
 
 class Leases:
@@ -30,7 +30,7 @@ class Leases:
     def acquire(self, rule_ids: Iterable[str], now: datetime, period: timedelta) -> list[str]:
         """Take or renew the leases that are free, expired or ours; return the rules we hold."""
         held = []
-        with self.engine.begin() as connection:
+        with writing(self.engine) as connection:
             for rule_id in sorted(rule_ids):  # one order everywhere: no deadlocks
                 statement = upsert_statement(connection.dialect.name, rule_leases).values(
                     rule_id=rule_id, holder=self.holder, expires_at=now + period
@@ -46,7 +46,7 @@ class Leases:
 
     def release(self) -> None:
         """Give our leases up (a clean stop), so another replica takes over at its next tick."""
-        with self.engine.begin() as connection:
+        with writing(self.engine) as connection:
             connection.execute(delete(rule_leases).where(rule_leases.c.holder == self.holder))
 
     def holders(self) -> dict[str, tuple[str, datetime]]:

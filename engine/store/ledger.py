@@ -20,7 +20,7 @@ from engine.model import EMAIL_COUNTED, USER_FIELDS
 from engine.sql.dialect import upsert_statement
 from engine.sql.ledger import FLAG_COLUMNS, LEDGER_COLUMNS
 from engine.sql.schema import deliveries, guide_flags
-from engine.store.connection import BATCH, Database
+from engine.store.connection import BATCH, Database, writing
 
 # Given the condition that picks the ledger rows just written, the guide flags to write.
 FlagsFor = Callable[[ColumnElement[bool]], Select[Any]]
@@ -56,7 +56,7 @@ class Ledger:
         wrote wins, and this one is dropped, so nothing is ever triggered twice."""
         if not planned:
             return []
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             statement = (
                 upsert_statement(connection.dialect.name, deliveries)
                 .on_conflict_do_nothing(index_elements=["rule_id", "user_id"])
@@ -75,7 +75,7 @@ class Ledger:
         (`engine.sql.ledger.ledger_insert`, the decisions in SQL), "on conflict do nothing"
         like `record`, then, when the rule sets a guide, `flags(written)` for the rows it
         wrote; one transaction."""
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             statement = (
                 upsert_statement(connection.dialect.name, deliveries)
                 .from_select(LEDGER_COLUMNS, rows)
@@ -120,7 +120,7 @@ class Ledger:
         after an ANALYZE (`python -m bench --scale`), so the engine leaves it alone there."""
         if self.db.dialect.name != "postgresql":
             return False
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             connection.exec_driver_sql("ANALYZE deliveries, guide_flags")
         return True
 

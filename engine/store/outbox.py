@@ -13,7 +13,7 @@ from sqlalchemy.sql import ColumnElement
 
 from engine.model import USER_FIELDS, Due, Status
 from engine.sql.schema import deliveries, events, guide_flags, users
-from engine.store.connection import Database
+from engine.store.connection import Database, writing
 
 CLAIMABLE = (Status.PENDING.value, Status.RETRYING.value)
 
@@ -40,7 +40,7 @@ class Outbox:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             ids = [
                 row.id
                 for row in connection.execute(
@@ -62,7 +62,7 @@ class Outbox:
     def start_sending(self, delivery_id: int, now: datetime) -> bool:
         """`claimed` -> `sending`, just before the message goes to the server. False when the
         claim is no longer ours (it expired and went back to the queue): do not send."""
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             result = connection.execute(
                 update(deliveries)
                 .where(deliveries.c.id == delivery_id, deliveries.c.status == Status.CLAIMED.value)
@@ -83,7 +83,7 @@ class Outbox:
         return self._requeue(deliveries.c.updated_at < now - lease, now)
 
     def _requeue(self, which: ColumnElement[bool], now: datetime) -> int:
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             result = connection.execute(
                 update(deliveries)
                 .where(which, deliveries.c.status == Status.CLAIMED.value)
@@ -161,7 +161,7 @@ class Outbox:
             values["sent_at"] = now
         if send_at is not None:
             values["send_at"] = send_at
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             connection.execute(
                 update(deliveries)
                 .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(IN_HAND))
@@ -174,7 +174,7 @@ class Outbox:
         again, the default: at most once) or, when the operator opted in, `pending`."""
         status = Status.PENDING if resend else Status.UNKNOWN
         reason = None if resend else "dispatcher stopped mid-send; the message may have gone out"
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             result = connection.execute(
                 update(deliveries)
                 .where(

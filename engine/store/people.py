@@ -14,7 +14,7 @@ from sqlalchemy.engine import Row
 from engine.model import UserColumns
 from engine.sql.dialect import upsert_statement
 from engine.sql.schema import accounts, events, suppressions, users
-from engine.store.connection import Database
+from engine.store.connection import Database, writing
 from engine.store.records import AccountUpsert, Alias, EventRecord, UserUpsert
 
 _COLUMN_FIELDS = tuple(f.name for f in fields(UserColumns))
@@ -36,7 +36,7 @@ class People:
         merged = _merge_same_user(records)
         if not merged:
             return 0
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             connection.execute(
                 upsert_statement(connection.dialect.name, users).on_conflict_do_nothing(
                     index_elements=["id"]
@@ -71,7 +71,7 @@ class People:
             }
             for r in records
         ]
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             statement = upsert_statement(connection.dialect.name, events).on_conflict_do_nothing(
                 index_elements=["message_id"]
             )
@@ -91,7 +91,7 @@ class People:
             merged[record.id] = AccountUpsert(record.id, traits)
         if not merged:
             return 0
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             connection.execute(
                 upsert_statement(connection.dialect.name, accounts).on_conflict_do_nothing(
                     index_elements=["id"]
@@ -125,7 +125,7 @@ class People:
         if not moves:
             return 0
         moved = 0
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             for alias in moves:
                 result = connection.execute(
                     update(events)
@@ -143,7 +143,7 @@ class People:
         email: str | None = None,
         reason: str = "unsubscribed",
     ) -> None:
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             connection.execute(
                 upsert_statement(connection.dialect.name, suppressions).on_conflict_do_nothing(),
                 {

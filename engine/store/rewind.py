@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from engine.sql.schema import deliveries, guide_flags, suppressions
-from engine.store.connection import Database
+from engine.store.connection import Database, writing
 
 
 class Rewind:
@@ -25,7 +25,7 @@ class Rewind:
         hidden = select(deliveries.c.id)
         if since is not None:
             hidden = hidden.where(deliveries.c.created_at >= since)
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             connection.execute(delete(guide_flags).where(guide_flags.c.delivery_id.in_(hidden)))
             connection.execute(delete(deliveries).where(deliveries.c.id.in_(hidden)))
 
@@ -33,7 +33,7 @@ class Rewind:
         """Delete and return the suppressions created after `after` (isolated stores only):
         a replay puts each back once the simulated clock reaches its `created_at`."""
         recent = suppressions.c.created_at > after
-        with self.db.begin() as connection:
+        with writing(self.db) as connection:
             rows = connection.execute(
                 select(suppressions).where(recent).order_by(suppressions.c.id)
             ).all()
@@ -42,5 +42,5 @@ class Rewind:
 
     def restore_suppressions(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            with self.db.begin() as connection:
+            with writing(self.db) as connection:
                 connection.execute(suppressions.insert(), list(rows))

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 
 from engine.sql.schema import metadata
-from engine.store.connection import Database, isolated
+from engine.store.connection import Database, isolated, writing
 from engine.store.guides import Guides
 from engine.store.leases import Leases
 from engine.store.ledger import Ledger
@@ -79,6 +79,6 @@ class Store:
 
     def reset(self) -> None:
         """Delete every row of every table (`demo --reset`)."""
-        with self.database.begin() as connection:
+        with writing(self.database) as connection:
             for table in reversed(metadata.sorted_tables):
                 connection.execute(table.delete())

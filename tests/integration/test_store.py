@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import Select
+from sqlalchemy.sql.elements import ColumnElement
 
 from engine.decide.firing import Candidate, decide
 from engine.model import Status
 from engine.rules.language import Rule
 from engine.sql.candidates import candidates as candidates_query
+from engine.sql.ledger import Settings, flags_select, ledger_insert
 from engine.sql.schema import metadata
 from engine.store import EventRecord, Store, UserUpsert, migrate
 
@@ -142,3 +148,34 @@ def test_traits_merge_the_same_within_a_batch_and_across_batches(
     states = {s.user.id: s.user.traits for s in store.states.user_states()}
     # shallow: a later value replaces the whole trait, null included
     assert states["u1"] == states["u2"] == {"company": {"name": "B"}, "plan": None}
+
+
+def test_a_failure_after_the_ledger_insert_leaves_no_row_without_its_guide_flag(
+    store: Store, now: datetime
+) -> None:
+    """The ledger rows and their guide flags commit together or not at all. On SQLite the
+    ledger INSERT ... SELECT starts with WITH, which pysqlite does not count as a write: it
+    ran outside the transaction and committed on its own, so a crash before the flags were
+    written left rows whose guide was never shown (seen as a kill -9 test's flake)."""
+    store.people.upsert_users([UserUpsert("u1", {}, email="a@x.io", signed_up_at=now)], now)
+    rule = _rule(email="t", guide="tour")
+    settings = Settings(
+        guide_ttl=timedelta(days=7),
+        domain="x.io",
+        quiet_hours=None,
+        daily_cap=None,
+        default_timezone="UTC",
+    )
+
+    def crash(_written: ColumnElement[bool]) -> Select[Any]:
+        raise RuntimeError("the process died between the rows and their flags")
+
+    with pytest.raises(RuntimeError):
+        store.ledger.record_decided(ledger_insert(rule, now, settings, ()), crash)
+    assert store.reads.counts()["deliveries"] == 0
+
+    decided = store.ledger.record_decided(
+        ledger_insert(rule, now, settings, ()), partial(flags_select, rule, now, settings)
+    )
+    assert decided.statuses == {"pending": 1}
+    assert len(store.reads.guide_flags()) == len(store.reads.deliveries()) == 1
