@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,14 +66,23 @@ def _truncate(engine: Engine) -> None:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """The same store tests on both databases (the contract tests)."""
-    if request.param == "sqlite":
+    with open_store(request.param, request, tmp_path) as store:
+        yield store
+
+
+@contextmanager
+def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated, empty store on `kind` ("sqlite" or "postgresql"), for store fixtures."""
+    if kind == "sqlite":
         engine = connect(f"sqlite:///{tmp_path / 'lifecycle.db'}")
         migrate(engine)
     else:
         engine = connect(request.getfixturevalue("pg_database"))
         _truncate(engine)
-    yield Store(engine)
-    engine.dispose()
+    try:
+        yield Store(engine)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def raising(error: BaseException) -> Around:
     return around
 
 
-@dataclass(frozen=True)
+@dataclass
 class OutboxRow:
     """One delivery row as a test reads it back from an outbox."""
 
@@ -76,15 +76,8 @@ class OutboxRow:
 
 
 @dataclass
-class _Row:
-    due: Due  # what rendering needs; its `attempts` is stale, the row's own is current
-    status: Status
-    reason: str | None
-    reply: str | None
-    attempts: int
-    send_at: datetime | None
-    sent_at: datetime | None
-    updated_at: datetime
+class _Row(OutboxRow):
+    due: Due = dataclasses.field(kw_only=True)  # its `attempts` is stale: the row's is current
 
 
 class MemoryOutbox:
@@ -124,16 +117,9 @@ class MemoryOutbox:
         return delivery_id
 
     def row(self, delivery_id: int) -> OutboxRow:
+        """A copy of the row's state (not its `due`)."""
         row = self._rows[delivery_id]
-        return OutboxRow(
-            status=row.status,
-            reason=row.reason,
-            reply=row.reply,
-            attempts=row.attempts,
-            send_at=row.send_at,
-            sent_at=row.sent_at,
-            updated_at=row.updated_at,
-        )
+        return OutboxRow(**{f.name: getattr(row, f.name) for f in dataclasses.fields(OutboxRow)})
 
     def rows(self) -> dict[int, OutboxRow]:
         return {delivery_id: self.row(delivery_id) for delivery_id in sorted(self._rows)}

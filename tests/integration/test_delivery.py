@@ -17,6 +17,7 @@ from engine.delivery.render import Renderer
 from engine.rules.language import load_rules
 from engine.runner import Runner
 from engine.store import Store, UserUpsert
+from tests.project_files import write_project
 
 RULES = """
 rules:
@@ -53,14 +54,7 @@ class ScriptedTransport:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "pack.yaml").write_text(RULES)
-    directory = tmp_path / "templates" / "note"
-    directory.mkdir(parents=True)
-    (directory / "subject.txt").write_text("A note for {{ user.id }}")
-    (directory / "body.txt").write_text("Hello. Unsubscribe: {{ unsubscribe_url }}")
-    (directory / "body.html").write_text("<p>Hello</p><a href='{{ unsubscribe_url }}'>x</a>")
-    return tmp_path
+    return write_project(tmp_path, RULES)
 
 
 def runner(

@@ -18,10 +18,10 @@ from sqlalchemy import insert, select
 from engine.delivery.dispatcher import OutboxStore
 from engine.model import Due, Status
 from engine.sql.schema import deliveries
-from engine.store import Store, UserUpsert, connect, migrate
+from engine.store import Store, UserUpsert
 from engine.store.outbox import Outbox
 from engine.store.testing import MemoryOutbox, OutboxRow, new_due
-from tests.conftest import NOW, _truncate
+from tests.conftest import NOW, open_store
 
 LEASE = timedelta(minutes=10)
 CREATED = NOW - timedelta(hours=1)
@@ -143,14 +143,8 @@ def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Adapter]:
     if request.param == "memory":
         yield MemoryAdapter()
         return
-    if request.param == "sqlite":
-        engine = connect(f"sqlite:///{tmp_path / 'lifecycle.db'}")
-        migrate(engine)
-    else:
-        engine = connect(request.getfixturevalue("pg_database"))
-        _truncate(engine)
-    yield DatabaseAdapter(Store(engine))
-    engine.dispose()
+    with open_store(request.param, request, tmp_path) as store:
+        yield DatabaseAdapter(store)
 
 
 def statuses(outbox: Adapter, *ids: int) -> list[Status]:

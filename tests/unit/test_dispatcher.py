@@ -20,6 +20,7 @@ from engine.delivery.testing import RecordingTransport
 from engine.model import SkipReason, Status
 from engine.rules.language import load_rules
 from engine.store.testing import MemoryOutbox, new_due
+from tests.project_files import write_project
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 CREATED = NOW - timedelta(minutes=5)
@@ -50,13 +51,7 @@ class Kit:
 
 @pytest.fixture
 def kit(tmp_path: Path) -> Kit:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "pack.yaml").write_text(RULES)
-    directory = tmp_path / "templates" / "note"
-    directory.mkdir(parents=True)
-    (directory / "subject.txt").write_text("A note for {{ user.id }}")
-    (directory / "body.txt").write_text("Hello. Unsubscribe: {{ unsubscribe_url }}")
-    (directory / "body.html").write_text("<p>Hello</p><a href='{{ unsubscribe_url }}'>x</a>")
+    write_project(tmp_path, RULES)
     config = Config.model_validate({"base_dir": tmp_path, "mail": {"from": "T <t@x.io>"}})
     renderer = Renderer(tmp_path / "templates")
     rules = load_rules(
