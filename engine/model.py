@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 SIGNED_UP = "signed_up"  # the anchor name for a user's signup time; never an event name
+ACCOUNT_CREATED = "account_created"  # the anchor name for the account's first member's signup
 # A user's stored fields, in the order of the users table.
 USER_FIELDS = (
     "id",
@@ -78,6 +79,18 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Delivered:
+    """A ledger row as the reference evaluator reads it: which rule fired, for whom, counted
+    against which subject (the user, or the account) and occurrence, and when."""
+
+    rule_id: str
+    user_id: str
+    subject: str
+    occurrence: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class UserState:
     """Everything the reference evaluator needs to judge one user."""
 
@@ -85,6 +98,17 @@ class UserState:
     events: tuple[Event, ...] = ()
     delivered_rules: frozenset[str] = frozenset()
     suppressed: bool = False
+    delivered: tuple[Delivered, ...] = ()
+
+
+@dataclass(frozen=True)
+class World:
+    """The whole population the reference evaluator judges a rule over: the users' states,
+    the accounts' traits and the ledger (account rules read other members)."""
+
+    states: tuple[UserState, ...]
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ledger: tuple[Delivered, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.decide.keys import in_holdout, message_id
 from engine.decide.send_time import next_allowed, zone
-from engine.model import SIGNED_UP, SkipReason, Status
+from engine.model import SkipReason, Status
 from engine.rules.language import Rule
 from engine.rules.quiet_hours import QuietHours
 
@@ -24,10 +24,16 @@ class Candidate:
     anchor_properties: dict[str, Any]
     suppressed: bool
     suppression_reason: str | None = None  # "unsubscribed" or "bounced" when suppressed
+    subject: str = ""  # the ledger key's subject; "" means the user
+    occurrence: str = ""
 
     @property
     def user_id(self) -> str:
         return str(self.user["id"])
+
+    @property
+    def counted_against(self) -> str:
+        return self.subject or self.user_id
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,8 @@ class Planned:
     user_id: str
     status: Status
     reason: str | None
+    subject: str
+    occurrence: str
     anchor_at: datetime
     anchor_event_id: int | None
     fire_at: datetime
@@ -71,7 +79,7 @@ def decide(
     default_timezone: str = "UTC",
 ) -> Planned:
     user_id = candidate.user_id
-    held_out = in_holdout(rule, user_id)
+    held_out = in_holdout(rule, candidate.counted_against)
     guide = rule.send.guide if not held_out else None
     ttl = rule.send.guide_ttl or guide_ttl
     status, reason = _email_status(rule, candidate, held_out)
@@ -83,6 +91,8 @@ def decide(
         user_id=user_id,
         status=status,
         reason=reason,
+        subject=candidate.counted_against,
+        occurrence=candidate.occurrence,
         anchor_at=candidate.anchor_at,
         anchor_event_id=candidate.anchor_event_id,
         fire_at=candidate.anchor_at + rule.when.after,
@@ -90,7 +100,7 @@ def decide(
         holdout=held_out,
         email_template=rule.send.email,
         email_to=candidate.user.get("email") if sends else None,
-        message_id=message_id(rule.id, user_id, domain) if sends else None,
+        message_id=message_id(rule.id, user_id, domain, candidate.occurrence) if sends else None,
         guide_id=guide,
         guide_expires_at=now + ttl if guide else None,
         candidate=candidate,
@@ -123,4 +133,4 @@ def capped(planned: Planned) -> Planned:
 
 
 def anchor_name(rule: Rule) -> str:
-    return SIGNED_UP if rule.when.anchored_on_signup else rule.when.since
+    return rule.when.anchor_name

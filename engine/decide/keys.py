@@ -1,4 +1,5 @@
-"""The keys derived from a ledger row's (rule, user): the holdout bucket and the Message-ID.
+"""The keys derived from a ledger row's (rule, subject, occurrence): the holdout bucket and
+the Message-ID.
 Stable across processes and databases (engine/sql/ledger.py computes the same in SQL)."""
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ def holdout_bucket(rule_id: str, user_id: str) -> float:
     return int.from_bytes(holdout_key(rule_id, user_id), "big") / _HASH_SPACE * 100
 
 
-def in_holdout(rule: Rule, user_id: str) -> bool:
-    return rule.holdout > 0 and holdout_bucket(rule.id, user_id) < rule.holdout
+def in_holdout(rule: Rule, subject: str) -> bool:
+    """Whether the subject (the user; the account, for `once_per: account`) is held out: the
+    same for every occurrence and repeat, so that the control group stays one group."""
+    return rule.holdout > 0 and holdout_bucket(rule.id, subject) < rule.holdout
 
 
-def message_id(rule_id: str, user_id: str, domain: str) -> str:
-    """Derived from the ledger key, so a re-send of the same row carries the same id."""
-    return f"<{rule_id}.{user_hash(user_id)}@{domain}>"
+def message_id(rule_id: str, user_id: str, domain: str, occurrence: str = "") -> str:
+    """Derived from the ledger key, so a re-send of the same row carries the same id (a v1
+    row's, with no occurrence, is what it always was)."""
+    tail = f".{user_hash(occurrence)}" if occurrence else ""
+    return f"<{rule_id}.{user_hash(user_id)}{tail}@{domain}>"
 
 
 def user_hash(user_id: str) -> str:

@@ -1,8 +1,14 @@
-"""The rule language (v1): pydantic models of the YAML, and a loader whose errors name
-`file:line` and the rule id. No SQL, no Jinja, no I/O beyond reading the rule files."""
+"""The rule language (v2, a superset of v1): pydantic models of the YAML, and a loader whose
+errors name `file:line` and the rule id. No SQL, no Jinja, no I/O beyond reading the rule files.
+
+v2 adds recency windows and counts to `done`/`not_done`, the account's events
+(`account_done`/`account_not_done`), the last occurrence as anchor, the account's creation as
+anchor, account traits in the audience, and the firing scope (`once_per`, `repeat_after`).
+Every v1 file parses to a rule that means what it meant."""
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -25,7 +31,7 @@ from pydantic import (
 
 from engine.durations import parse_duration
 from engine.errors import Problem, RuleError
-from engine.model import SIGNED_UP
+from engine.model import ACCOUNT_CREATED, SIGNED_UP
 from engine.rules.quiet_hours import QuietHours
 from engine.rules.yamlsource import Located, load_yaml
 
@@ -97,33 +103,157 @@ class Audience(_Frozen):
     persona: Condition | None = None
     signup_source: Condition | None = None
     traits: dict[Key, Condition] = Field(default_factory=dict)
+    # The user's account's traits (from group calls); a user without an account, or whose
+    # account sent no group call yet, has none.
+    account: dict[Key, Condition] = Field(default_factory=dict)
+
+
+COUNT_OPERATORS = ("eq", "gte", "gt", "lte", "lt")
+Count = Annotated[StrictInt, Field(ge=0)]
+
+
+class CountOps(_Frozen):
+    """How many matching events: all operators given are ANDed."""
+
+    eq: Count | None = None
+    gte: Count | None = None
+    gt: Count | None = None
+    lte: Count | None = None
+    lt: Count | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError(f"count needs an operator: one of {', '.join(COUNT_OPERATORS)}")
+        return self
+
+    def holds(self, count: int) -> bool:
+        return all(compare(count, bound) for bound, compare in self.bounds())
+
+    def bounds(self) -> list[tuple[int, Any]]:
+        pairs = [
+            (self.eq, operator.eq),
+            (self.gte, operator.ge),
+            (self.gt, operator.gt),
+            (self.lte, operator.le),
+            (self.lt, operator.lt),
+        ]
+        return [(bound, compare) for bound, compare in pairs if bound is not None]
+
+
+def _as_event_item(value: Any) -> Any:
+    """`name` means `{event: name}`."""
+    return {"event": value} if isinstance(value, str) else value
+
+
+class EventItem(_Frozen):
+    """One `done`/`not_done` item: events named `event` (whose properties match `where`) in
+    the window `[anchor, now]`, or `[now - within, now]` when `within` is given."""
+
+    event: Annotated[StrictStr, Field(min_length=1)]
+    where: dict[Key, Condition] = Field(default_factory=dict)
+    within: Duration | None = None
+    count: CountOps | None = None  # done only: how many; without it, at least one
+
+    @model_validator(mode="after")
+    def _positive(self) -> Self:
+        if self.within is not None and self.within <= timedelta(0):
+            raise ValueError("within must be positive")
+        return self
+
+    @property
+    def plain(self) -> bool:
+        """A v1 item: a bare event name over [anchor, now]."""
+        return not self.where and self.within is None and self.count is None
+
+
+Item = Annotated[EventItem, BeforeValidator(_as_event_item)]
+
+
+class Since(_Frozen):
+    """An event anchor in full: which occurrence anchors the rule, and (for
+    `once_per: occurrence`) which property names an occurrence."""
+
+    event: Annotated[StrictStr, Field(min_length=1)]
+    occurrence: Literal["first", "last"] = "first"
+    where: dict[Key, Condition] = Field(default_factory=dict)
+    key: Key | None = None
+
+    @model_validator(mode="after")
+    def _an_event(self) -> Self:
+        if self.event in (SIGNED_UP, ACCOUNT_CREATED):
+            raise ValueError(f"since.event names an event; write `since: {self.event}` instead")
+        return self
 
 
 class When(_Frozen):
-    since: StrictStr = SIGNED_UP
+    since: StrictStr | Since = SIGNED_UP
     where: dict[Key, Condition] = Field(default_factory=dict)
     after: Duration = timedelta(0)
-    not_done: tuple[StrictStr, ...] = ()
-    done: tuple[StrictStr, ...] = ()
+    not_done: tuple[Item, ...] = ()
+    done: tuple[Item, ...] = ()
+    account_not_done: tuple[Item, ...] = ()
+    account_done: tuple[Item, ...] = ()
     expires: Duration | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
         if not self.since:
-            raise ValueError("since must be 'signed_up' or an event name")
-        if self.where and self.since == SIGNED_UP:
+            raise ValueError("since must be 'signed_up', 'account_created' or an event name")
+        if self.where and self.anchor_event is None:
             raise ValueError("where filters the anchor event's properties; it needs since: <event>")
-        if self.since in self.not_done:
+        if self.where and isinstance(self.since, Since):
+            raise ValueError("give the anchor's where in since.where, not beside it")
+        negated = (("not_done", self.not_done), ("account_not_done", self.account_not_done))
+        for name, items in negated:
+            if any(item.count is not None for item in items):
+                raise ValueError(
+                    f"count belongs in done or account_done, not {name} "
+                    "(for 'fewer than n', write done: [{event: x, count: {lt: n}}])"
+                )
+        if any(i.plain and i.event == self.anchor_event for i in self.not_done):
             raise ValueError(
-                f"not_done contains the anchor event {self.since!r}, so the rule could never fire"
+                f"not_done contains the anchor event {self.anchor_event!r}, "
+                "so the rule could never fire"
             )
         if self.after < timedelta(0):
             raise ValueError("after must not be negative")
         return self
 
     @property
+    def anchor_name(self) -> str:
+        """`signed_up`, `account_created` or the anchor event's name."""
+        return self.since.event if isinstance(self.since, Since) else self.since
+
+    @property
+    def anchor_event(self) -> str | None:
+        """The anchor event's name, or None when the rule is anchored on a signup."""
+        name = self.anchor_name
+        return None if name in (SIGNED_UP, ACCOUNT_CREATED) else name
+
+    @property
     def anchored_on_signup(self) -> bool:
-        return self.since == SIGNED_UP
+        return self.anchor_name == SIGNED_UP
+
+    @property
+    def anchored_on_account(self) -> bool:
+        return self.anchor_name == ACCOUNT_CREATED
+
+    @property
+    def anchor_where(self) -> dict[str, Ops]:
+        return self.since.where if isinstance(self.since, Since) else self.where
+
+    @property
+    def occurrence(self) -> Literal["first", "last"]:
+        return self.since.occurrence if isinstance(self.since, Since) else "first"
+
+    @property
+    def occurrence_key(self) -> str | None:
+        return self.since.key if isinstance(self.since, Since) else None
+
+    @property
+    def uses_account(self) -> bool:
+        return bool(self.account_done or self.account_not_done) or self.anchored_on_account
 
 
 class Send(_Frozen):
@@ -161,6 +291,35 @@ class Rule(_Frozen):
     # reminder), a window replaces the config's; `frequency_cap: false` exempts the rule.
     quiet_hours: QuietHours | Literal[False] | None = None
     frequency_cap: StrictBool = True
+    # Who a firing is counted against: each user once (v1), each occurrence of the anchor
+    # event once, or each account once (one member, chosen deterministically).
+    once_per: Literal["user", "occurrence", "account"] = "user"
+    repeat_after: Duration | None = None  # user/account: may fire again this long after
+
+    @model_validator(mode="after")
+    def _scope(self) -> Self:
+        when = self.when
+        if self.once_per == "occurrence":
+            if when.anchor_event is None:
+                raise ValueError(
+                    "once_per: occurrence needs an event anchor (since: <event>); "
+                    f"{when.anchor_name!r} happens once"
+                )
+            if self.repeat_after is not None:
+                raise ValueError(
+                    "repeat_after does not apply to once_per: occurrence "
+                    "(each occurrence fires once; drop repeat_after or use once_per: user)"
+                )
+        elif when.occurrence_key is not None:
+            raise ValueError("since.key names occurrences: it needs once_per: occurrence")
+        if self.repeat_after is not None and self.repeat_after <= timedelta(0):
+            raise ValueError("repeat_after must be positive")
+        return self
+
+    @property
+    def uses_account(self) -> bool:
+        """Whether the rule reads the user's account (its traits, members or scope)."""
+        return bool(self.audience.account) or self.when.uses_account or self.once_per == "account"
 
     @property
     def expires(self) -> timedelta:

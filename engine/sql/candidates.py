@@ -1,8 +1,11 @@
 """Compile a rule into one SQLAlchemy Core statement: the users for whom it fires at `now`.
 
-Set-based and windowed: the anchor (signup time, or the user's first matching event) must lie
-in `[now - after - expires, now - after]`, a range scan on an index, so the cost follows the
-users whose time has come, not all users. Pure: builds the statement, never runs it.
+Set-based and windowed: the anchor (signup time, the user's first or last matching event, or
+the account's first signup) must lie in `[now - after - expires, now - after]`, a range scan on
+an index for signup and event anchors, so the cost follows the users whose time has come, not
+all users. Account rules choose one member per account with a window function, in the same
+statement. Pure: builds the statement, never runs it. `engine.rules.reference` defines what it
+must find.
 
 `compile_rule` keeps each condition named, so that `engine.explain` can select them one by one
 for a user: an explanation reads the very clauses the evaluator ANDs."""
@@ -14,15 +17,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, null, or_, select, true
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
 from engine.rules.conditions import Kind
-from engine.rules.language import Ops, Rule
+from engine.rules.language import EventItem, Ops, Rule
+from engine.rules.reference import KEY_MAX
 from engine.sql.conditions import sql_condition
-from engine.sql.json_values import JsonBool, JsonNumber, JsonPresent, JsonText
-from engine.sql.schema import deliveries, events, suppressions, users
+from engine.sql.json_values import JsonBool, JsonKey, JsonNumber, JsonPresent, JsonText
+from engine.sql.schema import accounts, deliveries, events, suppressions, users
 
 USER_COLUMNS = (
     users.c.id,
@@ -44,12 +62,16 @@ Condition = tuple[str, ColumnElement[bool]]
 
 @dataclass(frozen=True)
 class Compiled:
-    """A rule compiled for one `now`: which event (if any) anchors it, and its conditions."""
+    """A rule compiled for one `now`: which event (if any) anchors it, its conditions, and the
+    ledger key (subject, occurrence) a firing takes."""
 
-    anchor: FromClause | None  # the anchor events alias; None when anchored on signup
+    anchor: FromClause | None  # the anchor events alias; None when anchored on a signup
     anchor_at: ColumnElement[Any]
-    anchor_match: tuple[ColumnElement[bool], ...]  # picks the user's anchor event
+    anchor_match: tuple[ColumnElement[bool], ...]  # picks the user's anchor event(s)
     conditions: tuple[Condition, ...]
+    subject: ColumnElement[Any]
+    occurrence: ColumnElement[Any]
+    one_per_account: bool = False
 
     def anchor_columns(self) -> list[ColumnElement[Any]]:
         if self.anchor is None:
@@ -64,6 +86,9 @@ class Compiled:
             self.anchor.c.properties.label("anchor_properties"),
         ]
 
+    def key_columns(self) -> list[ColumnElement[Any]]:
+        return [self.subject.label("subject"), self.occurrence.label("occurrence")]
+
 
 def window(rule: Rule, now: datetime) -> tuple[datetime, datetime]:
     """The anchor times for which the rule fires at `now`, both ends inclusive."""
@@ -75,28 +100,133 @@ def compile_rule(rule: Rule, now: datetime) -> Compiled:
     """The rule's anchor and its named conditions at `now`, in the order people read them."""
     earliest, latest = window(rule, now)
     anchor: FromClause | None = None
+    match: tuple[ColumnElement[bool], ...] = ()
     if rule.when.anchored_on_signup:
         anchor_at: ColumnElement[Any] = users.c.signed_up_at
         present = anchor_at.is_not(None)
-        match: tuple[ColumnElement[bool], ...] = ()
+    elif rule.when.anchored_on_account:
+        anchor_at = account_created()
+        present = anchor_at.is_not(None)
     else:
         anchor = events.alias("anchor")
         anchor_at = anchor.c.occurred_at
         present = anchor.c.id.is_not(None)
-        match = (
-            anchor.c.name == rule.when.since,
-            properties_match(anchor.c.properties, rule.when.where),
-            ~_earlier_match(rule, anchor),
-        )
+        match = _anchor_match(rule, anchor, now)
+    subject = subject_of(rule)
+    occurrence = _occurrence(rule, anchor, subject, now)
     conditions: list[Condition] = [
         *_audience(rule),
         ("anchor", present),
         ("after", anchor_at <= latest),
         ("expires", anchor_at >= earliest),
         *_done(rule, anchor_at, now),
-        ("not_delivered", ~_delivered(rule)),
+        ("not_delivered", ~_delivered(rule, subject, occurrence, now)),
     ]
-    return Compiled(anchor, anchor_at, match, tuple(conditions))
+    return Compiled(
+        anchor,
+        anchor_at,
+        match,
+        tuple(conditions),
+        subject,
+        occurrence,
+        one_per_account=rule.once_per == "account",
+    )
+
+
+def subject_of(rule: Rule) -> ColumnElement[Any]:
+    """Who a firing counts against: the user, or (`once_per: account`) the account."""
+    if rule.once_per != "account":
+        return users.c.id
+    return case(
+        (users.c.account_id.is_(None), literal("user:", String()) + users.c.id),
+        else_=literal("account:", String()) + users.c.account_id,
+    )
+
+
+def account_created() -> ColumnElement[Any]:
+    """The account's first member's signup (the user's own, without an account)."""
+    member = users.alias("member")
+    first = (
+        select(func.min(member.c.signed_up_at))
+        .where(member.c.account_id == users.c.account_id)
+        .correlate(users)  # also when nested in an EXISTS that does not select from users
+        .scalar_subquery()
+    )
+    return case((users.c.account_id.is_(None), users.c.signed_up_at), else_=first)
+
+
+def _anchor_match(rule: Rule, anchor: FromClause, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The clauses that pick the anchor events: the first (or last) matching event, per
+    occurrence key where one names occurrences, or each one for `once_per: occurrence`."""
+    when = rule.when
+    clauses: list[ColumnElement[bool]] = [
+        anchor.c.name == when.anchor_event,
+        properties_match(anchor.c.properties, when.anchor_where),
+    ]
+    key = when.occurrence_key
+    if key is not None:
+        value = JsonKey(anchor.c.properties, key)
+        clauses += [value.is_not(None), func.length(value) <= KEY_MAX]
+    each_event = rule.once_per == "occurrence" and key is None and when.occurrence == "first"
+    if not each_event:
+        clauses.append(~_other_match(rule, anchor, now))
+    return tuple(clauses)
+
+
+def _other_match(rule: Rule, anchor: FromClause, now: datetime) -> ColumnElement[bool]:
+    """Another matching event that comes before this one (`first`) or after it, up to `now`
+    (`last`): then this one is not the anchor. With an occurrence key, only the events of
+    the same occurrence compete."""
+    when = rule.when
+    other = events.alias("other")
+    if when.occurrence == "first":
+        beyond = or_(
+            other.c.occurred_at < anchor.c.occurred_at,
+            and_(other.c.occurred_at == anchor.c.occurred_at, other.c.id < anchor.c.id),
+        )
+    else:
+        beyond = and_(
+            other.c.occurred_at <= now,
+            or_(
+                other.c.occurred_at > anchor.c.occurred_at,
+                and_(other.c.occurred_at == anchor.c.occurred_at, other.c.id > anchor.c.id),
+            ),
+        )
+    same: list[ColumnElement[bool]] = []
+    if when.occurrence_key is not None:
+        key = when.occurrence_key
+        same = [JsonKey(other.c.properties, key) == JsonKey(anchor.c.properties, key)]
+    return exists().where(
+        other.c.user_id == anchor.c.user_id,
+        other.c.name == when.anchor_event,
+        beyond,
+        properties_match(other.c.properties, when.anchor_where),
+        *same,
+    )
+
+
+def _occurrence(
+    rule: Rule, anchor: FromClause | None, subject: ColumnElement[Any], now: datetime
+) -> ColumnElement[Any]:
+    """Which of the subject's firings this one is (the ledger's `occurrence`)."""
+    if rule.once_per == "occurrence":
+        assert anchor is not None  # the language requires an event anchor
+        if rule.when.occurrence_key is None:
+            return literal("event:", String()) + cast(anchor.c.id, String())
+        return literal("key:", String()) + JsonKey(anchor.c.properties, rule.when.occurrence_key)
+    if rule.repeat_after is None:
+        return literal("", String())
+    fired = (
+        select(func.count())
+        .select_from(deliveries)
+        .where(deliveries.c.rule_id == rule.id, deliveries.c.subject == subject)
+        .correlate(users)
+        .scalar_subquery()
+    )
+    return case(
+        (fired == 0, literal("", String())),
+        else_=literal("#", String()) + cast(fired + literal(1, Integer()), String()),
+    )
 
 
 def candidates(
@@ -112,7 +242,12 @@ def candidates(
     compiled = compile_rule(rule, now)
     statement = firings(
         compiled,
-        [*USER_COLUMNS, *compiled.anchor_columns(), suppression().label("suppression_reason")],
+        [
+            *USER_COLUMNS,
+            *compiled.anchor_columns(),
+            *compiled.key_columns(),
+            suppression().label("suppression_reason"),
+        ],
         where,
     )
     if user_ids is not None:
@@ -128,14 +263,40 @@ def firings(
     where: Sequence[ColumnElement[bool]] = (),
 ) -> Select[Any]:
     """`columns` of the users (and anchor events) for whom the compiled rule fires."""
-    source: FromClause = users
-    if compiled.anchor is not None:
-        source = compiled.anchor.join(users, users.c.id == compiled.anchor.c.user_id)
-    return (
-        select(*columns)
-        .select_from(source)
-        .where(*compiled.anchor_match, *(clause for _, clause in compiled.conditions), *where)
+    source = _source(compiled)
+    matched = (*compiled.anchor_match, *(clause for _, clause in compiled.conditions))
+    statement = select(*columns).select_from(source).where(*matched, *where)
+    if compiled.one_per_account:
+        statement = statement.where(users.c.id.in_(_chosen_members(compiled)))
+    return statement
+
+
+def _source(compiled: Compiled) -> FromClause:
+    if compiled.anchor is None:
+        return users
+    return compiled.anchor.join(users, users.c.id == compiled.anchor.c.user_id)
+
+
+def _chosen_members(compiled: Compiled) -> Select[Any]:
+    """Per account, the member a `once_per: account` rule fires for: the earliest-signed-up
+    member for whom it fires, ties by id (`reference.signup_order`)."""
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=compiled.subject,
+            order_by=(users.c.signed_up_at.is_(None), users.c.signed_up_at, users.c.id),
+        )
+        .label("rank")
     )
+    matched = (*compiled.anchor_match, *(clause for _, clause in compiled.conditions))
+    ranked = (
+        select(users.c.id.label("member_id"), rank)
+        .select_from(_source(compiled))
+        .where(*matched)
+        .correlate(None)
+        .subquery("ranked")
+    )
+    return select(ranked.c.member_id).where(ranked.c.rank == 1)
 
 
 def _audience(rule: Rule) -> list[Condition]:
@@ -149,7 +310,20 @@ def _audience(rule: Rule) -> list[Condition]:
             clauses.append((f"audience.{name}", _column_condition(column, ops)))
     for key, ops in audience.traits.items():
         clauses.append((f"audience.traits.{key}", properties_match(users.c.traits, {key: ops})))
+    for key, ops in audience.account.items():
+        clauses.append((f"audience.account.{key}", properties_match(account_traits(), {key: ops})))
     return clauses
+
+
+def account_traits() -> ColumnElement[Any]:
+    """The user's account's traits, or NULL (no account, no group call): every typed read of
+    NULL is NULL, so conditions see no traits at all, as the reference does."""
+    return (
+        select(accounts.c.traits)
+        .where(accounts.c.id == users.c.account_id)
+        .correlate(users)
+        .scalar_subquery()
+    )
 
 
 def _column_condition(column: ColumnElement[Any], ops: Ops) -> ColumnElement[bool]:
@@ -175,32 +349,92 @@ def properties_match(
     return and_(true(), *clauses)
 
 
-def _earlier_match(rule: Rule, anchor: FromClause) -> ColumnElement[bool]:
-    """Another matching event before this one: then this one is not the user's first."""
-    prior = events.alias("prior")
-    return exists().where(
-        prior.c.user_id == anchor.c.user_id,
-        prior.c.name == rule.when.since,
-        or_(
-            prior.c.occurred_at < anchor.c.occurred_at,
-            and_(prior.c.occurred_at == anchor.c.occurred_at, prior.c.id < anchor.c.id),
-        ),
-        properties_match(prior.c.properties, rule.when.where),
+def _done(rule: Rule, anchor_at: ColumnElement[Any], now: datetime) -> list[Condition]:
+    """The event conditions, named for `explain`: v1's bare names keep their v1 names."""
+    when = rule.when
+    clauses: list[Condition] = []
+    plain = [item.event for item in when.not_done if item.plain]
+    if plain:
+        clauses.append(("not_done", ~_seen(plain, anchor_at, now)))
+    for index, item in enumerate(when.not_done):
+        if not item.plain:
+            clauses.append((f"not_done[{index}]", ~_happened(item, anchor_at, now, False)))
+    for index, item in enumerate(when.done):
+        name = f"done.{item.event}" if item.plain else f"done[{index}]"
+        clauses.append((name, _happened(item, anchor_at, now, False)))
+    for index, item in enumerate(when.account_not_done):
+        clauses.append((f"account_not_done[{index}]", ~_happened(item, anchor_at, now, True)))
+    for index, item in enumerate(when.account_done):
+        clauses.append((f"account_done[{index}]", _happened(item, anchor_at, now, True)))
+    return clauses
+
+
+def _happened(
+    item: EventItem, anchor_at: ColumnElement[Any], now: datetime, account: bool
+) -> ColumnElement[bool]:
+    """Whether the item's events happened (as often as its count asks): the user's own, or
+    (`account`) any member's of the user's account."""
+    if item.count is None:
+        own: ColumnElement[Any] = exists().where(*item_events(item, events.alias(), anchor_at, now))
+        shared: ColumnElement[Any] = exists(
+            _member_events(item, anchor_at, now, select(literal(1)))
+        )
+    else:
+        own = _count(item, anchor_at, now)
+        shared = _member_events(item, anchor_at, now, select(func.count())).scalar_subquery()
+    value = own if not account else case((users.c.account_id.is_(None), own), else_=shared)
+    if item.count is None:
+        return value
+    return and_(true(), *(compare(value, bound) for bound, compare in item.count.bounds()))
+
+
+def _count(item: EventItem, anchor_at: ColumnElement[Any], now: datetime) -> ColumnElement[Any]:
+    seen = events.alias()
+    return (
+        select(func.count())
+        .select_from(seen)
+        .where(*item_events(item, seen, anchor_at, now))
+        .correlate(users)
+        .scalar_subquery()
     )
 
 
-def _done(rule: Rule, anchor_at: ColumnElement[Any], now: datetime) -> list[Condition]:
-    clauses: list[Condition] = []
-    if rule.when.not_done:
-        clauses.append(("not_done", ~_seen(rule.when.not_done, anchor_at, now)))
-    clauses.extend((f"done.{name}", _seen([name], anchor_at, now)) for name in rule.when.done)
+def _member_events(
+    item: EventItem, anchor_at: ColumnElement[Any], now: datetime, head: Select[Any]
+) -> Select[Any]:
+    seen, member = events.alias(), users.alias("member")
+    return (
+        head.select_from(seen.join(member, member.c.id == seen.c.user_id))
+        .where(member.c.account_id == users.c.account_id, *_item_window(item, seen, anchor_at, now))
+        .correlate(users)
+    )
+
+
+def item_events(
+    item: EventItem, seen: FromClause, anchor_at: ColumnElement[Any], now: datetime
+) -> list[ColumnElement[bool]]:
+    """The user's events that a done/not_done item sees."""
+    return [seen.c.user_id == users.c.id, *_item_window(item, seen, anchor_at, now)]
+
+
+def _item_window(
+    item: EventItem, seen: FromClause, anchor_at: ColumnElement[Any], now: datetime
+) -> list[ColumnElement[bool]]:
+    start: ColumnElement[Any] | datetime = anchor_at if item.within is None else now - item.within
+    clauses = [
+        seen.c.name == item.event,
+        seen.c.occurred_at >= start,
+        seen.c.occurred_at <= now,
+    ]
+    if item.where:
+        clauses.append(properties_match(seen.c.properties, item.where))
     return clauses
 
 
 def _seen_in(
     seen: FromClause, names: Sequence[str], anchor_at: ColumnElement[Any], now: datetime
 ) -> list[ColumnElement[bool]]:
-    """The user's events named `names` in [anchor, now]: what done / not_done look at."""
+    """The user's events named `names` in [anchor, now]: what v1's done / not_done look at."""
     return [
         seen.c.user_id == users.c.id,
         seen.c.name.in_(list(names)),
@@ -231,8 +465,15 @@ def first_seen(
     )
 
 
-def _delivered(rule: Rule) -> ColumnElement[bool]:
-    return exists().where(deliveries.c.rule_id == rule.id, deliveries.c.user_id == users.c.id)
+def _delivered(
+    rule: Rule, subject: ColumnElement[Any], occurrence: ColumnElement[Any], now: datetime
+) -> ColumnElement[bool]:
+    """The subject's firing is in the ledger already: this occurrence, or (`repeat_after`)
+    any firing within the last `repeat_after`."""
+    mine = (deliveries.c.rule_id == rule.id, deliveries.c.subject == subject)
+    if rule.repeat_after is None:
+        return exists().where(*mine, deliveries.c.occurrence == occurrence)
+    return exists().where(*mine, deliveries.c.created_at > now - rule.repeat_after)
 
 
 def suppression() -> ColumnElement[Any]:

@@ -44,28 +44,33 @@ def explain_query(rule: Rule, user_id: str, now: datetime) -> Select[Any]:
 def _evidence(rule: Rule, compiled: Compiled, now: datetime) -> list[ColumnElement[Any]]:
     """What a failed condition points at: the offending event, the ledger row."""
     anchor_at = compiled.anchor_at
-    columns = [_ledger(rule, "created_at"), _ledger(rule, "status"), _ledger(rule, "reason")]
-    if rule.when.not_done:
-        names = rule.when.not_done
+    columns = [_ledger(rule, compiled, c) for c in ("created_at", "status", "reason")]
+    names = [item.event for item in rule.when.not_done if item.plain]
+    if names:
         columns.append(first_seen(names, anchor_at, now, "name").label("not_done_name"))
         columns.append(first_seen(names, anchor_at, now, "occurred_at").label("not_done_at"))
-    for index, name in enumerate(rule.when.done):
-        columns.append(first_seen([name], anchor_at, now, "occurred_at").label(f"done_{index}"))
-    if not rule.when.anchored_on_signup:
+    for index, item in enumerate(rule.when.done):
+        if item.plain:
+            seen = first_seen([item.event], anchor_at, now, "occurred_at")
+            columns.append(seen.label(f"done_{index}"))
+    if rule.when.anchor_event is not None:
         since = events.alias("since")
         columns.append(
             select(func.count())
-            .where(since.c.user_id == users.c.id, since.c.name == rule.when.since)
+            .where(since.c.user_id == users.c.id, since.c.name == rule.when.anchor_event)
             .scalar_subquery()
             .label("since_count")
         )
     return columns
 
 
-def _ledger(rule: Rule, column: str) -> ColumnElement[Any]:
+def _ledger(rule: Rule, compiled: Compiled, column: str) -> ColumnElement[Any]:
+    """The subject's latest ledger row for the rule (a repeating rule has several)."""
     return (
         select(deliveries.c[column])
-        .where(deliveries.c.rule_id == rule.id, deliveries.c.user_id == users.c.id)
+        .where(deliveries.c.rule_id == rule.id, deliveries.c.subject == compiled.subject)
+        .order_by(deliveries.c.id.desc())
+        .limit(1)
         .scalar_subquery()
         .label(f"delivered_{column}")
     )

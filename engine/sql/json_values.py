@@ -51,6 +51,14 @@ class JsonBool(_JsonRead):
     kind = "bool"
 
 
+class JsonKey(_JsonRead):
+    """A value that names an occurrence: a string, or an integer as its decimal text
+    (`reference.occurrence_value`); NULL otherwise."""
+
+    inherit_cache = True
+    kind = "text"
+
+
 class JsonPresent(_JsonRead):
     """True when the key holds a non-null value."""
 
@@ -121,3 +129,22 @@ def _bool_pg(element: JsonBool, compiler: SQLCompiler, **kw: Any) -> str:
 def _present_pg(element: JsonPresent, compiler: SQLCompiler, **kw: Any) -> str:
     col, key = compiler.process(element.column, **kw), _literal(element.json_key)
     return f"(coalesce(jsonb_typeof({col} -> {key}), 'null') <> 'null')"
+
+
+@compiles(JsonKey, "sqlite")
+def _key_sqlite(element: JsonKey, compiler: SQLCompiler, **kw: Any) -> str:
+    col, path = compiler.process(element.column, **kw), _sqlite_path(element.json_key)
+    return (
+        f"(CASE json_type({col}, {path}) WHEN 'text' THEN json_extract({col}, {path}) "
+        f"WHEN 'integer' THEN CAST(json_extract({col}, {path}) AS TEXT) END)"
+    )
+
+
+@compiles(JsonKey, "postgresql")
+def _key_pg(element: JsonKey, compiler: SQLCompiler, **kw: Any) -> str:
+    col, key = compiler.process(element.column, **kw), _literal(element.json_key)
+    return (
+        f"(CASE WHEN jsonb_typeof({col} -> {key}) = 'string' THEN {col} ->> {key} "
+        f"WHEN jsonb_typeof({col} -> {key}) = 'number' AND ({col} ->> {key}) ~ '^-?[0-9]+$' "
+        f"THEN {col} ->> {key} END)"
+    )

@@ -44,6 +44,8 @@ from engine.sql.send_times import SendTimes, send_at, send_times, unlisted_timez
 LEDGER_COLUMNS = (
     "rule_id",
     "user_id",
+    "subject",
+    "occurrence",
     "status",
     "reason",
     "email_template",
@@ -172,9 +174,10 @@ def ledger_insert(
                 users.c.timezone,
                 compiled.anchor_at.label("anchor_at"),
                 anchor_event_id.label("anchor_event_id"),
+                *compiled.key_columns(),
                 # A guide-only row is the same whoever unsubscribed: no probes for it.
                 (suppression() if rule.send.email else null()).label("suppression"),
-                _held_out(rule, users.c.id).label("held_out"),
+                _held_out(rule, compiled.subject).label("held_out"),
             ],
             where,
         )
@@ -187,6 +190,8 @@ def ledger_insert(
     return select(
         _text(rule.id),
         c.id,
+        c.subject,
+        c.occurrence,
         status,
         reason,
         case((sends, _text(rule.send.email)), else_=null()),
@@ -197,7 +202,7 @@ def ledger_insert(
         plus(c.anchor_at, rule.when.after),
         case((sends, _send_at(rule, settings, now, c.timezone)), else_=null()),
         c.held_out,
-        case((sends, _message_id(rule.id, c.id, settings.domain)), else_=null()),
+        case((sends, _message_id(rule, c.id, c.occurrence, settings.domain)), else_=null()),
         literal(0),
         _time(now),
         _time(now),
@@ -265,16 +270,26 @@ def _time(moment: datetime) -> ColumnElement[Any]:
     return literal(moment, deliveries.c.created_at.type)
 
 
-def _held_out(rule: Rule, user_id: ColumnElement[Any]) -> ColumnElement[bool]:
+def _held_out(rule: Rule, subject: ColumnElement[Any]) -> ColumnElement[bool]:
     threshold = holdout_threshold(rule.holdout)
     if threshold == 0:
         return false()
     if threshold >= 1 << (8 * HOLDOUT_KEY_BYTES):
         return true()
     limit = threshold.to_bytes(HOLDOUT_KEY_BYTES, "big")
-    return HoldoutKey(rule.id, user_id) < literal(limit, LargeBinary())
+    return HoldoutKey(rule.id, subject) < literal(limit, LargeBinary())
 
 
-def _message_id(rule_id: str, user_id: ColumnElement[Any], domain: str) -> ColumnElement[Any]:
+def _message_id(
+    rule: Rule, user_id: ColumnElement[Any], occurrence: ColumnElement[Any], domain: str
+) -> ColumnElement[Any]:
     """`decide.message_id` in SQL."""
-    return literal(f"<{rule_id}.", String()) + UserHash(user_id) + literal(f"@{domain}>", String())
+    head = literal(f"<{rule.id}.", String()) + UserHash(user_id)
+    end = literal(f"@{domain}>", String())
+    if rule.once_per != "occurrence" and rule.repeat_after is None:
+        return head + end  # no occurrence: the v1 Message-ID
+    tail = case(
+        (occurrence == "", literal("", String())),
+        else_=literal(".", String()) + UserHash(occurrence),
+    )
+    return head + tail + end

@@ -96,12 +96,24 @@ events = Table(
     Index(None, "user_id", "name", "occurred_at"),
 )
 
+
+def _recipient(context: Any) -> Any:
+    """A row written without a subject counts against its recipient, as every v1 row does."""
+    return context.get_current_parameters()["user_id"]
+
+
 deliveries = Table(
     "deliveries",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("rule_id", String(255), nullable=False),
-    Column("user_id", Id, nullable=False),
+    Column("user_id", Id, nullable=False),  # the recipient
+    # Who the firing counts against: the user (`once_per: user | occurrence`), or the account
+    # (`account:<id>`, or `user:<id>` for a user without one); and which of its firings:
+    # '' for a rule's first (every v1 row), `event:<id>` / `key:<value>` for an occurrence,
+    # `#2`, `#3` ... for the repeats of `repeat_after`.
+    Column("subject", Id, nullable=False, default=_recipient),
+    Column("occurrence", String(255), nullable=False, server_default=""),
     Column("status", String(16), nullable=False),
     Column("reason", Text),
     Column("email_template", String(255)),
@@ -118,8 +130,10 @@ deliveries = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime()),
-    # The exactly-once guarantee: a rule fires at most once per user, whoever inserts.
-    UniqueConstraint("rule_id", "user_id"),
+    # The exactly-once guarantee: a rule fires at most once per subject and occurrence,
+    # whoever inserts (for a v1 rule: once per user).
+    UniqueConstraint("rule_id", "subject", "occurrence"),
+    Index(None, "rule_id", "user_id"),
     Index(None, "status", "send_at"),
     Index(None, "user_id"),
 )

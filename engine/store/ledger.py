@@ -22,6 +22,9 @@ from engine.sql.ledger import FLAG_COLUMNS, LEDGER_COLUMNS
 from engine.sql.schema import deliveries, guide_flags
 from engine.store.connection import BATCH, Database, writing
 
+# The ledger's unique key: two writers of one firing conflict on it, whoever they are.
+LEDGER_KEY = ["rule_id", "subject", "occurrence"]
+
 # Given the condition that picks the ledger rows just written, the guide flags to write.
 FlagsFor = Callable[[ColumnElement[bool]], Select[Any]]
 
@@ -52,19 +55,25 @@ class Ledger:
     def record(self, planned: Sequence[Planned], now: datetime) -> list[Planned]:
         """Write ledger rows and their guide flags in one transaction; return those written.
 
-        "On conflict do nothing" on (rule, user): a row another process or an earlier tick
-        wrote wins, and this one is dropped, so nothing is ever triggered twice."""
+        "On conflict do nothing" on the ledger key (rule, subject, occurrence): a row another
+        process or an earlier tick wrote wins, and this one is dropped, so nothing is ever
+        triggered twice."""
         if not planned:
             return []
         with writing(self.db) as connection:
             statement = (
                 upsert_statement(connection.dialect.name, deliveries)
-                .on_conflict_do_nothing(index_elements=["rule_id", "user_id"])
-                .returning(deliveries.c.id, deliveries.c.rule_id, deliveries.c.user_id)
+                .on_conflict_do_nothing(index_elements=LEDGER_KEY)
+                .returning(
+                    deliveries.c.id,
+                    deliveries.c.rule_id,
+                    deliveries.c.subject,
+                    deliveries.c.occurrence,
+                )
             )
             rows = connection.execute(statement, [_delivery_row(p, now) for p in planned]).all()
-            by_key = {(p.rule_id, p.user_id): p for p in planned}
-            written = [(row.id, by_key[(row.rule_id, row.user_id)]) for row in rows]
+            by_key = {(p.rule_id, p.subject, p.occurrence): p for p in planned}
+            written = [(row.id, by_key[(row.rule_id, row.subject, row.occurrence)]) for row in rows]
             flags = [_flag_row(did, p, now) for did, p in written if p.sets_guide]
             if flags:
                 connection.execute(guide_flags.insert(), flags)
@@ -79,7 +88,7 @@ class Ledger:
             statement = (
                 upsert_statement(connection.dialect.name, deliveries)
                 .from_select(LEDGER_COLUMNS, rows)
-                .on_conflict_do_nothing(index_elements=["rule_id", "user_id"])
+                .on_conflict_do_nothing(index_elements=LEDGER_KEY)
             )
             written, decided = _insert_decided(connection, statement)
             if flags is not None and decided.statuses:
@@ -135,6 +144,8 @@ def _candidate(row: Row[Any]) -> Candidate:
         anchor_properties=row.anchor_properties or {},
         suppressed=row.suppression_reason is not None,
         suppression_reason=row.suppression_reason,
+        subject=row.subject,
+        occurrence=row.occurrence,
     )
 
 
@@ -168,6 +179,8 @@ def _delivery_row(p: Planned, now: datetime) -> dict[str, Any]:
     return {
         "rule_id": p.rule_id,
         "user_id": p.user_id,
+        "subject": p.subject,
+        "occurrence": p.occurrence,
         "status": p.status.value,
         "reason": p.reason,
         "email_template": p.email_template if p.sends_email else None,

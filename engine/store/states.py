@@ -1,5 +1,6 @@
-"""Each user's whole state (user, events, rules delivered, suppression), for the reference
-evaluator: the oracle the SQL evaluator is tested against, and the benchmarks' baseline."""
+"""Each user's whole state (user, events, ledger rows, suppression), and the population's, for
+the reference evaluator: the oracle the SQL evaluator is tested against, and the benchmarks'
+baseline."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.engine import Row
 
-from engine.model import USER_FIELDS, Event, User, UserState
-from engine.sql.schema import deliveries, events, suppressions, users
+from engine.model import USER_FIELDS, Delivered, Event, User, UserState, World
+from engine.sql.schema import accounts, deliveries, events, suppressions, users
 from engine.store.connection import BATCH, Database
 
 
@@ -31,6 +32,14 @@ class States:
             ):
                 yield from self._states(connection, batch)
 
+    def world(self) -> World:
+        """The whole population: every user's state, the accounts' traits and the ledger."""
+        states = tuple(self.user_states())
+        with self.db.connect() as connection:
+            traits = {row.id: row.traits or {} for row in connection.execute(select(accounts))}
+        ledger = tuple(d for state in states for d in state.delivered)
+        return World(states, traits, ledger)
+
     def _states(self, connection: Connection, batch: Sequence[Row[Any]]) -> Iterator[UserState]:
         ids = [row.id for row in batch]
         by_user: dict[str, list[Event]] = {i: [] for i in ids}
@@ -38,11 +47,18 @@ class States:
             by_user[e.user_id].append(
                 Event(e.user_id, e.name, e.occurred_at, e.properties or {}, e.id)
             )
-        delivered: dict[str, set[str]] = {i: set() for i in ids}
-        for d in connection.execute(
-            select(deliveries.c.user_id, deliveries.c.rule_id).where(deliveries.c.user_id.in_(ids))
-        ):
-            delivered[d.user_id].add(d.rule_id)
+        delivered: dict[str, list[Delivered]] = {i: [] for i in ids}
+        ledger = select(
+            deliveries.c.rule_id,
+            deliveries.c.user_id,
+            deliveries.c.subject,
+            deliveries.c.occurrence,
+            deliveries.c.created_at,
+        ).where(deliveries.c.user_id.in_(ids))
+        for d in connection.execute(ledger.order_by(deliveries.c.id)):
+            delivered[d.user_id].append(
+                Delivered(d.rule_id, d.user_id, d.subject, d.occurrence, d.created_at)
+            )
         suppressed = {
             row.user_id
             for row in connection.execute(
@@ -61,6 +77,7 @@ class States:
             yield UserState(
                 user=User(**{**user.__dict__, "traits": user.traits or {}}),
                 events=tuple(sorted(by_user[row.id], key=lambda e: (e.occurred_at, e.id))),
-                delivered_rules=frozenset(delivered[row.id]),
+                delivered_rules=frozenset(d.rule_id for d in delivered[row.id]),
                 suppressed=row.id in suppressed or (row.email or "").lower() in emails,
+                delivered=tuple(delivered[row.id]),
             )

@@ -130,10 +130,10 @@ def _plain(value: Any) -> str:
 
 
 def _anchor_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> str:
-    since = rule.when.since
+    since = rule.when.anchor_name
     if rule.when.anchored_on_signup:
         return f"signed up at {_t(row['anchor_at'])}" if ok else "no signup time"
-    where = f" with {_where(rule)}" if rule.when.where else ""
+    where = f" with {_where(rule)}" if rule.when.anchor_where else ""
     if ok:
         return f"first {since}{where} at {_t(row['anchor_at'])}"
     count = row["since_count"]
@@ -142,7 +142,7 @@ def _anchor_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> 
 
 
 def _where(rule: Rule) -> str:
-    return ", ".join(f"{key} {wants(ops)}" for key, ops in rule.when.where.items())
+    return ", ".join(f"{key} {wants(ops)}" for key, ops in rule.when.anchor_where.items())
 
 
 def _after_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> str:
@@ -160,14 +160,15 @@ def _expires_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) ->
 
 
 def _not_done_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> str:
-    names = ", ".join(rule.when.not_done)
+    names = ", ".join(item.event for item in rule.when.not_done if item.plain)
     if ok:
         return f"no {names} between the anchor and {_t(now)}"
     return f"{row['not_done_name']} at {_t(row['not_done_at'])}"
 
 
 def _done_detail(rule: Rule, name: str, ok: bool, row: dict[str, Any], now: datetime) -> str:
-    at = row[f"done_{rule.when.done.index(name)}"]
+    index = [item.event if item.plain else None for item in rule.when.done].index(name)
+    at = row[f"done_{index}"]
     return f"{name} at {_t(at)}" if ok else f"no {name} between the anchor and {_t(now)}"
 
 

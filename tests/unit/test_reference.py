@@ -68,7 +68,7 @@ def fires(rule: Rule, state: UserState) -> bool:
 def test_signup_anchor_fires_exactly_at_anchor_plus_after() -> None:
     signed_up = NOW - AFTER
     assert evaluate(make_rule(), make_state(signed_up_at=signed_up), NOW) == Firing(
-        user_id="u1", anchor_at=signed_up, anchor_event_id=None, suppressed=False
+        user_id="u1", anchor_at=signed_up, anchor_event_id=None, suppressed=False, subject="u1"
     )
 
 
@@ -112,7 +112,7 @@ def event_rule(**when: Any) -> Rule:
 def test_event_anchor_fires_in_its_window() -> None:
     at = NOW - timedelta(hours=2)
     state = make_state(events=(event("connection_created", at, 5),))
-    assert evaluate(event_rule(), state, NOW) == Firing("u1", at, 5, False)
+    assert evaluate(event_rule(), state, NOW) == Firing("u1", at, 5, False, "u1")
 
 
 def test_event_anchor_window_is_inclusive_at_both_ends() -> None:
@@ -158,7 +158,7 @@ def test_event_anchor_first_occurrence_inside_window_is_used() -> None:
             event("connection_created", first, 4),
         )
     )
-    assert evaluate(event_rule(), state, NOW) == Firing("u1", first, 4, False)
+    assert evaluate(event_rule(), state, NOW) == Firing("u1", first, 4, False, "u1")
 
 
 def test_non_matching_where_event_does_not_anchor() -> None:
@@ -170,7 +170,7 @@ def test_non_matching_where_event_does_not_anchor() -> None:
             event("connection_created", anchor, 2, direction="ingest"),
         )
     )
-    assert evaluate(rule, state, NOW) == Firing("u1", anchor, 2, False)
+    assert evaluate(rule, state, NOW) == Firing("u1", anchor, 2, False, "u1")
 
 
 def test_earlier_matching_where_event_prevents_firing() -> None:

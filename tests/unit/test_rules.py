@@ -93,8 +93,8 @@ def test_full_design_rule_parses_with_its_values() -> None:
     assert rule.when.since == "signed_up"
     assert rule.when.anchored_on_signup is True
     assert rule.when.after == timedelta(hours=24)
-    assert rule.when.not_done == ("connection_created", "workflow_saved")
-    assert rule.when.done == ("email_verified",)
+    assert [item.event for item in rule.when.not_done] == ["connection_created", "workflow_saved"]
+    assert [item.event for item in rule.when.done] == ["email_verified"]
     assert rule.when.expires == timedelta(hours=48)
     assert rule.expires == timedelta(hours=48)
     assert rule.send.email == "nudge_connection"
@@ -704,7 +704,7 @@ def test_empty_since() -> None:
               since: ''
             send: {email: x}
         """
-    ) == ["x.yaml:3: rule 'a': when: since must be 'signed_up' or an event name"]
+    ) == ["x.yaml:3: rule 'a': when: since must be 'signed_up', 'account_created' or an event name"]
 
 
 def test_condition_without_operator() -> None:
