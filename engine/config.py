@@ -219,6 +219,9 @@ class ReportsConfig(_Section):
     # `activation_within` of signup: activation (PAR, TTFV) and activation cohorts.
     activation_event: str = "workflow_run"
     activation_within: Duration = timedelta(days=7)
+    # Product-qualified leads: users (and accounts) that reach the activation event within
+    # this long of their signup (an account: of its first member's signup).
+    trial_length: Duration = timedelta(days=14)
     invited_source: str = "invited"  # the signup_source of users a colleague invited
     key_events: list[str] = _names(
         "connection_created", "workflow_started", "workflow_saved", "workflow_run", "invite_sent"
@@ -231,6 +234,13 @@ class ReportsConfig(_Section):
     funnel: list[str] = _names(
         "email_verified", "connection_created", "workflow_started", "workflow_saved", "workflow_run"
     )
+
+    @field_validator("trial_length")
+    @classmethod
+    def _trial(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0")
+        return value
 
 
 class Config(_Section):

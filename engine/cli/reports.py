@@ -120,8 +120,20 @@ def report_questions(
 def report_activation(
     state: State, start: datetime | None, end: datetime | None, fmt: str, by: str | None
 ) -> None:
-    """Product activation rate and time to first value, per signup week."""
+    """Product activation rate and time to first value, per signup week, users and accounts."""
     _emit(_reports(state, "activation", start, end, by=by)[0], fmt, single=True)
+
+
+@report.command("pql")
+@_report_options
+@_BY_OPTION
+@click.pass_obj
+@friendly_errors
+def report_pql(
+    state: State, start: datetime | None, end: datetime | None, fmt: str, by: str | None
+) -> None:
+    """Product-qualified leads: users and accounts activated within their trial, per week."""
+    _emit(_reports(state, "pql", start, end, by=by)[0], fmt, single=True)
 
 
 @report.command("adoption")

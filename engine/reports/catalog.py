@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from engine.config import Config
 from engine.errors import LifecycleError
-from engine.reports import activation, adoption, cohorts, funnel, impact, questions
+from engine.reports import activation, adoption, cohorts, funnel, impact, pql, questions
 from engine.reports.context import ReportContext
 from engine.reports.model import Report
 from engine.rules.language import Rule, load_rules
@@ -18,6 +18,7 @@ REPORTS: dict[str, Builder] = {
     "impact": impact.build,
     "questions": questions.build,
     "activation": activation.build,
+    "pql": pql.build,
     "adoption": adoption.build,
     "cohorts": cohorts.build,
     "funnel": funnel.build,

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.config import ReportsConfig
+from engine.reports.accounts import account_key
 from engine.reports.context import ReportContext
 from engine.reports.model import BarChart, Column, Table, count_rate, count_rate_columns
 from engine.reports.periods import DAY, Period
@@ -20,8 +21,7 @@ THREE_DAYS = timedelta(days=3)
 
 
 def first_run_query(cfg: ReportsConfig, period: Period) -> Select[Any]:
-    # Users without an account are an account of their own.
-    account = func.coalesce(users.c.account_id, literal("user:") + users.c.id)
+    account = account_key()  # users without an account are an account of their own
     accounts = (
         select(account.label("account"), func.min(users.c.signed_up_at).label("created_at"))
         .where(users.c.signed_up_at.is_not(None))

@@ -92,12 +92,13 @@ def test_the_browser_renders_every_table_and_chart(page: Path, tmp_path: Path) -
     result = browse(page, tmp_path / "profile", "--dump-dom")
     dom = Dom()
     dom.feed(result.stdout)
-    # 6 reports: impact 1 table, questions 7, activation 3, adoption 2, cohorts 2, funnel 2.
-    assert dom.counts.get("section") == 6
-    assert dom.counts.get("table") == 17
+    # 7 reports: impact 1 table, questions 7, activation 4, pql 4, adoption 2, cohorts 2,
+    # funnel 2.
+    assert dom.counts.get("section") == 7
+    assert dom.counts.get("table") == 22
     # A chart for every table that has one and rows: all but invite_before_workflow,
     # unverified_actions and cohort_summary.
-    assert dom.counts.get("svg") == 14
+    assert dom.counts.get("svg") == 19
     assert dom.counts.get("rect", 0) > 50
     assert "Impact of each rule (holdout test)" in dom.headings
     assert "Retention by signup cohort (share of the cohort active in month k)" in dom.headings

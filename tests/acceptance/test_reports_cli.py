@@ -17,6 +17,7 @@ from tests.fixtures.report_population import load
 
 JANUARY = ("--from", "2026-01-01", "--to", "2026-02-01")
 MARCH = ("--from", "2026-03-01", "--to", "2026-04-01")
+MAY = ("--from", "2026-05-01", "--to", "2026-06-01")
 RULES = """
 rules:
   - id: nudge
@@ -109,6 +110,7 @@ def test_every_report_runs_by_persona(reports: Project) -> None:
         "impact",
         "questions",
         "activation",
+        "pql",
         "adoption",
         "cohorts",
         "funnel",
@@ -116,6 +118,50 @@ def test_every_report_runs_by_persona(reports: Project) -> None:
     activation = data[2]["tables"][1]  # by persona
     engineers = next(r for r in activation["rows"] if r["persona"] == "data_engineer")
     assert (engineers["signed_up"], engineers["activated"]) == (4, 2)
+
+
+def test_pql_json_for_programs(reports: Project) -> None:
+    data = _json(reports, "report", "pql", *MAY)
+    assert data["report"] == "pql"
+    assert data["period"]["from"] == "2026-05-01T00:00:00Z"
+    tables = {t["id"]: t for t in data["tables"]}
+    assert list(tables) == ["pql_weekly", "pql_persona", "pql_signup_source", "pql_accounts_weekly"]
+    # The counts derived in tests/integration/test_reports.py.
+    assert tables["pql_weekly"]["rows"] == [
+        {"week": "2026-05-04", "signed_up": 5, "pqls": 3, "pql_rate": 0.6, "window": "complete"},
+        {"week": "2026-05-11", "signed_up": 5, "pqls": 4, "pql_rate": 0.8, "window": "complete"},
+    ]
+    accounts = tables["pql_accounts_weekly"]
+    assert [(r["accounts"], r["pql_accounts"]) for r in accounts["rows"]] == [(3, 2), (3, 2)]
+    assert [c["key"] for c in accounts["columns"]] == [
+        "week",
+        "accounts",
+        "pql_accounts",
+        "pql_rate",
+        "window",
+    ]
+    assert any("(exactly 14d counts)" in d for d in accounts["definitions"])
+
+
+def test_pql_table_is_made_for_people(reports: Project) -> None:
+    out = " ".join(reports.run("report", "pql", *MAY).stdout.split())
+    assert "Product-qualified leads: activated within the 14d trial" in out
+    assert "PQLs per signup week" in out
+    assert "PQL accounts per account-signup week" in out
+    assert "2026-05-04 5 3 60.0% complete" in out  # week, signed up, PQLs, rate, window
+    assert "2026-05-11 3 2 66.7% complete" in out  # the accounts of that week
+    assert "PQL (product-qualified lead): a user whose first `workflow_run`" in out
+
+
+def test_activation_shows_accounts(reports: Project) -> None:
+    data = _json(reports, "report", "activation", *MAY, "--by", "persona")
+    accounts = next(t for t in data["tables"] if t["id"] == "account_activation_weekly")
+    # Derived in tests/integration/test_reports.py; --by leaves the account table whole.
+    assert [(r["week"], r["accounts"], r["activated"]) for r in accounts["rows"]] == [
+        ("2026-05-04", 3, 1),
+        ("2026-05-11", 3, 2),
+    ]
+    assert accounts["rows"][1]["ttfv_median"] == 96.5 * 3600
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,8 @@ from tests.fixtures.report_population import NOW, RULES, load
 
 MARCH = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
 JANUARY = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
+APRIL = (datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC))
+MAY = (datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC))
 HOUR = 3600.0
 
 
@@ -268,6 +270,153 @@ def test_activation_window_still_open(population: Store) -> None:
     # 09:00) + 7d = 03-19 > as of: open. f1's run (03-13 16:00) is before as of: it counts.
     assert weekly["2026-03-02"]["window"] == "complete"
     assert (weekly["2026-03-09"]["window"], weekly["2026-03-09"]["activated"]) == ("open", 1)
+
+
+def test_account_activation(population: Store) -> None:
+    report = run(population, "activation")
+    weekly = keyed(report, "account_activation_weekly", "week")
+    assert list(weekly) == ["2026-03-02", "2026-03-09"]
+    # Accounts started the week of 03-02: A (a1's run +5h) and B (b1 03-04 09:00; b2's run
+    # 03-09 13:00 = 124h, within 7 days of the account's start although b2 is not b1).
+    first = weekly["2026-03-02"]
+    assert (first["accounts"], first["activated"], first["par"]) == (2, 2, pytest.approx(1.0))
+    assert first["ttfv_median"] == pytest.approx(64.5 * HOUR)  # (5 + 124) / 2
+    assert first["ttfv_p90"] == pytest.approx(112.1 * HOUR)  # 5 + 0.9 * 119
+    # The week of 03-09: C, D, E (no run) and f1 alone (+31h): 1 of 4.
+    second = weekly["2026-03-09"]
+    assert (second["accounts"], second["activated"]) == (4, 1)
+    assert second["ttfv_median"] == pytest.approx(31 * HOUR)
+    assert second["window"] == "complete"
+
+
+def test_account_activation_boundaries(population: Store) -> None:
+    report = run(population, "activation", MAY)
+    weekly = keyed(report, "account_activation_weekly", "week")
+    # Week of 05-04: K (k1's run at +14d), L (l2's at the account's +14d 1s), n1 alone (+2d);
+    # S is not here: s1 started it on 04-27.
+    first = weekly["2026-05-04"]
+    assert (first["accounts"], first["activated"]) == (3, 1)
+    assert first["ttfv_median"] == pytest.approx(48 * HOUR)
+    # Week of 05-11: M (m1's only run after signup is at +14d 1s), R (r2's run 25h after r1
+    # started it, before r1's own at +5d) and n2 alone (exactly +7d: the window's end counts).
+    second = weekly["2026-05-11"]
+    assert (second["accounts"], second["activated"]) == (3, 2)
+    assert second["par"] == pytest.approx(2 / 3)
+    assert second["ttfv_median"] == pytest.approx(96.5 * HOUR)  # (25 + 168) / 2
+    assert second["ttfv_p75"] == pytest.approx(132.25 * HOUR)  # 25 + 0.75 * 143
+    # Users, for comparison: l2 (+7d 1s) is one second late, n2 (+7d) just in time.
+    users = keyed(report, "par_weekly", "week")
+    assert (users["2026-05-04"]["activated"], users["2026-05-11"]["activated"]) == (2, 3)
+
+
+# ---- product-qualified leads -----------------------------------------------------------
+
+
+def test_pql_users(population: Store) -> None:
+    report = run(population, "pql", MAY)
+    weekly = keyed(report, "pql_weekly", "week")
+    # Trial 14 days. Week of 05-04: k1 (run at +14d exactly: the trial's last second is in
+    # it), n1 (+2d), s2 (+1h); not k2, l1 (no run): 3 of 5.
+    first = weekly["2026-05-04"]
+    assert (first["signed_up"], first["pqls"], first["pql_rate"]) == (5, 3, pytest.approx(0.6))
+    assert first["window"] == "complete"  # last signup 05-06 + 14d < as of (June 15)
+    # Week of 05-11: l2 (+7d 1s), n2 (+7d), r1 (+5d), r2 (+1h); not m1 (+14d 1s, and its run
+    # before signup never counts): 4 of 5.
+    second = weekly["2026-05-11"]
+    assert (second["signed_up"], second["pqls"]) == (5, 4)
+    persona = keyed(report, "pql_persona", "persona")
+    # Data engineers k1, l1, m1, r1: k1, r1; analysts k2, n2, s2: n2, s2.
+    assert {p: (r["signed_up"], r["pqls"]) for p, r in persona.items()} == {
+        "analyst": (3, 2),
+        "data_engineer": (4, 2),
+        "marketing": (1, 1),
+        "other": (1, 1),
+        "sales": (1, 1),
+    }
+    source = keyed(report, "pql_signup_source", "signup_source")
+    # Organic k1 l1 m1 n1 n2 r1: k1 n1 n2 r1; invited k2 l2 r2 s2: l2 r2 s2.
+    assert (source["organic"]["signed_up"], source["organic"]["pqls"]) == (6, 4)
+    assert (source["invited"]["signed_up"], source["invited"]["pqls"]) == (4, 3)
+    assert source["invited"]["pql_rate"] == pytest.approx(0.75)
+
+
+def test_pql_accounts(population: Store) -> None:
+    weekly = keyed(run(population, "pql", MAY), "pql_accounts_weekly", "week")
+    # Week of 05-04: K (k1 at exactly the account's +14d: in), L (l2 joined a week later and
+    # ran within its own trial, but at the account's +14d 1s: out), n1 alone (in). S started
+    # in April and s2's signup does not move it.
+    first = weekly["2026-05-04"]
+    assert (first["accounts"], first["pql_accounts"]) == (3, 2)
+    assert first["pql_rate"] == pytest.approx(2 / 3)
+    # Week of 05-11: M (out), R (r2's run, +25h from r1's start), n2 alone (+7d).
+    second = weekly["2026-05-11"]
+    assert (second["accounts"], second["pql_accounts"], second["window"]) == (3, 2, "complete")
+    # March: A (a1 +5h), B (b2's run at the account's +124h); then C, D, E, f1 (+31h).
+    march = keyed(run(population, "pql"), "pql_accounts_weekly", "week")
+    assert (march["2026-03-02"]["accounts"], march["2026-03-02"]["pql_accounts"]) == (2, 2)
+    assert (march["2026-03-09"]["accounts"], march["2026-03-09"]["pql_accounts"]) == (4, 1)
+
+
+def test_pql_account_started_before_a_later_member(population: Store) -> None:
+    report = run(population, "pql", APRIL)
+    # April: one signup, s1, who never ran anything; but their account S counts s2's run (a
+    # May signup, +7d 1h from the account's start): a PQL account of the week of 04-27.
+    (users,) = rows(report, "pql_weekly")
+    assert (users["week"], users["signed_up"], users["pqls"]) == ("2026-04-27", 1, 0)
+    (accounts,) = rows(report, "pql_accounts_weekly")
+    assert (accounts["week"], accounts["accounts"], accounts["pql_accounts"]) == (
+        "2026-04-27",
+        1,
+        1,
+    )
+    # Account activation (7 days) misses it by an hour.
+    (activation,) = rows(run(population, "activation", APRIL), "account_activation_weekly")
+    assert (activation["accounts"], activation["activated"]) == (1, 0)
+
+
+def test_pql_by_signup_source(population: Store) -> None:
+    report = run(population, "pql", MAY, by="signup_source")
+    weekly = {(r["week"], r["signup_source"]): r for r in rows(report, "pql_weekly")}
+    # 05-04: organic k1 l1 n1 (k1, n1), invited k2 s2 (s2); 05-11: organic m1 n2 r1 (n2, r1),
+    # invited l2 r2 (both).
+    assert {k: (r["signed_up"], r["pqls"]) for k, r in weekly.items()} == {
+        ("2026-05-04", "invited"): (2, 1),
+        ("2026-05-04", "organic"): (3, 2),
+        ("2026-05-11", "invited"): (2, 2),
+        ("2026-05-11", "organic"): (3, 2),
+    }
+    # The account table has no breakdown.
+    assert [r["week"] for r in rows(report, "pql_accounts_weekly")] == ["2026-05-04", "2026-05-11"]
+
+
+def test_pql_trial_still_running(population: Store) -> None:
+    as_of = datetime(2026, 5, 18, 12, tzinfo=UTC)
+    ctx = ReportContext(population, ReportsConfig(), Period(MAY[0], MAY[1], as_of))
+    report = catalog.build("pql", ctx)
+    users = keyed(report, "pql_weekly", "week")
+    # As of 05-18 12:00, l2's and n2's runs (05-19) have not happened: 05-11 has r1, r2. k1's
+    # run (05-18 09:00) has. Both weeks' trials are running (05-06 + 14d = 05-20).
+    assert (users["2026-05-04"]["pqls"], users["2026-05-04"]["window"]) == (3, "open")
+    assert (users["2026-05-11"]["pqls"], users["2026-05-11"]["window"]) == (2, "open")
+    accounts = keyed(report, "pql_accounts_weekly", "week")
+    assert (accounts["2026-05-04"]["pql_accounts"], accounts["2026-05-04"]["window"]) == (2, "open")
+    assert accounts["2026-05-11"]["pql_accounts"] == 1  # R
+
+
+def test_pql_trial_length_comes_from_the_config(population: Store) -> None:
+    config = ReportsConfig.model_validate({"trial_length": "7d"})
+    ctx = ReportContext(population, config, Period(MAY[0], MAY[1], NOW))
+    report = catalog.build("pql", ctx)
+    # A 7-day trial is the activation window: the activation report's counts, users and
+    # accounts. Users: 05-04 n1 s2; 05-11 n2 (exactly +7d) r1 r2, not l2 (+7d 1s).
+    users = keyed(report, "pql_weekly", "week")
+    assert (users["2026-05-04"]["pqls"], users["2026-05-11"]["pqls"]) == (2, 3)
+    accounts = keyed(report, "pql_accounts_weekly", "week")
+    assert (accounts["2026-05-04"]["pql_accounts"], accounts["2026-05-11"]["pql_accounts"]) == (
+        1,
+        2,
+    )
+    assert "within the 7d trial" in report.title
 
 
 # ---- adoption --------------------------------------------------------------------------

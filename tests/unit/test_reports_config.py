@@ -46,3 +46,27 @@ def test_mistakes_name_the_key_and_line(tmp_path: Path) -> None:
     text = "\n".join(str(p) for p in error.value.problems)
     assert f"{config}:2: reports.funnel:" in text
     assert f"{config}:3: reports.activation_within:" in text
+
+
+def test_trial_length_is_a_duration_of_14_days_by_default(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    assert load_config(config, environ={}).reports.trial_length == timedelta(days=14)
+    config.write_text("reports:\n  trial_length: 30d\n")
+    assert load_config(config, environ={}).reports.trial_length == timedelta(days=30)
+    environ = {"LIFECYCLE_REPORTS__TRIAL_LENGTH": "1w"}
+    assert load_config(config, environ=environ).reports.trial_length == timedelta(weeks=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("0", "must be longer than 0"), ("2 weeks", "bad duration")]
+)
+def test_a_bad_trial_length_names_the_key_and_line(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"reports:\n  trial_length: {value}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(config, environ={})
+    text = "\n".join(str(p) for p in error.value.problems)
+    assert f"{config}:2: reports.trial_length:" in text
+    assert message in text
