@@ -65,7 +65,10 @@ def validate(
         result.problems.extend(_render_samples(renderer, name, config))
     try:
         rules = load_rules(
-            config.rules_dir, default_expires=config.defaults.expires, templates=names
+            config.rules_dir,
+            default_expires=config.defaults.expires,
+            templates=names,
+            activation_event=config.reports.activation_event,
         )
         result.rules = len(rules.rules)
     except RuleError as exc:

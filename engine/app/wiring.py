@@ -58,7 +58,10 @@ def open_store(config: Config) -> Store:
 
 def load_rule_set(config: Config, renderer: Renderer) -> RuleSet:
     return load_rules(
-        config.rules_dir, default_expires=config.defaults.expires, templates=renderer.names()
+        config.rules_dir,
+        default_expires=config.defaults.expires,
+        templates=renderer.names(),
+        activation_event=config.reports.activation_event,
     )
 
 

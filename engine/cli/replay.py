@@ -65,7 +65,10 @@ def _rules_from(app: App, directory: Path | None) -> RuleSet:
     if directory is None:
         return app.rules
     return load_rules(
-        directory, default_expires=app.config.defaults.expires, templates=app.renderer.names()
+        directory,
+        default_expires=app.config.defaults.expires,
+        templates=app.renderer.names(),
+        activation_event=app.config.reports.activation_event,
     )
 
 

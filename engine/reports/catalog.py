@@ -45,7 +45,11 @@ def _without_by(ctx: ReportContext) -> ReportContext:
 def rules_for(config: Config, rule_ids: Sequence[str] = ()) -> tuple[Rule, ...]:
     """The rules whose impact to measure (their goals come from the rule files): all of them,
     or those named. Templates are not needed to read goals, so they are not checked."""
-    rules = load_rules(config.rules_dir, default_expires=config.defaults.expires).rules
+    rules = load_rules(
+        config.rules_dir,
+        default_expires=config.defaults.expires,
+        activation_event=config.reports.activation_event,
+    ).rules
     known = {r.id for r in rules}
     unknown = [r for r in rule_ids if r not in known]
     if unknown:

@@ -20,18 +20,20 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
+    Tag,
     ValidationError,
     model_validator,
 )
 
 from engine.durations import parse_duration
 from engine.errors import Problem, RuleError
-from engine.model import ACCOUNT_CREATED, SIGNED_UP
+from engine.model import ACCOUNT_CREATED, ACTIVATED, SIGNED_UP
 from engine.rules.quiet_hours import QuietHours
 from engine.rules.yamlsource import Located, load_yaml
 
@@ -186,8 +188,19 @@ class Since(_Frozen):
         return self
 
 
+def _since_form(value: Any) -> str:
+    return "Since" if isinstance(value, dict) else "str"
+
+
+# A mapping is the full form and a string a name: one form's errors, never the other's.
+SinceField = Annotated[
+    Annotated[StrictStr, Tag("str")] | Annotated[Since, Tag("Since")],
+    Discriminator(_since_form),
+]
+
+
 class When(_Frozen):
-    since: StrictStr | Since = SIGNED_UP
+    since: SinceField = SIGNED_UP
     where: dict[Key, Condition] = Field(default_factory=dict)
     after: Duration = timedelta(0)
     not_done: tuple[Item, ...] = ()
@@ -363,10 +376,13 @@ def load_rules(
     *,
     default_expires: timedelta,
     templates: Collection[str] | None = None,
+    activation_event: str | None = None,
 ) -> RuleSet:
     """Load every rule file in `directory`; raise RuleError listing every problem found.
 
     `templates` is the set of email template names available; None skips that check.
+    `activation_event` is what `since: activated` means (the config's
+    `reports.activation_event`); None leaves `activated` unknown.
     """
     if not directory.is_dir():
         raise RuleError([Problem("rules directory not found", str(directory))])
@@ -375,7 +391,9 @@ def load_rules(
     sources: dict[str, tuple[str, int]] = {}
     for path in rule_files(directory):
         text = path.read_text(encoding="utf-8")
-        file_rules, file_problems = parse_rule_file(text, str(path), templates=templates)
+        file_rules, file_problems = parse_rule_file(
+            text, str(path), templates=templates, activation_event=activation_event
+        )
         problems.extend(file_problems)
         for rule, line in file_rules:
             if rule.id in sources:
@@ -400,11 +418,16 @@ def _with_default_expiry(rule: Rule, default: timedelta) -> Rule:
 
 
 def parse_rule_file(
-    text: str, file: str, *, templates: Collection[str] | None = None
+    text: str,
+    file: str,
+    *,
+    templates: Collection[str] | None = None,
+    activation_event: str | None = None,
 ) -> tuple[list[tuple[Rule, int]], list[Problem]]:
     """Parse one file's text into (rule, line) pairs and the problems found.
 
-    `templates` is the set of email template names available; None skips that check."""
+    `templates` is the set of email template names available; None skips that check.
+    `activation_event` is what `since: activated` stands for (see `load_rules`)."""
     located, problems = load_yaml(text, file)
     if located is None:
         return [], problems
@@ -429,6 +452,11 @@ def parse_rule_file(
             problems.append(Problem("each rule must be a mapping with an id", file, line))
             continue
         rule_id = item.get("id") if isinstance(item.get("id"), str) else None
+        item, unknown = _activated(item, activation_event)
+        if unknown:
+            where = located.line((*base, "when", "since"))
+            problems.append(Problem(unknown, file, where, rule_id))
+            continue
         try:
             rule = Rule.model_validate(item)
         except ValidationError as exc:
@@ -440,6 +468,17 @@ def parse_rule_file(
             problems.append(Problem(missing, file, where, rule.id))
         parsed.append((rule, line))
     return parsed, problems
+
+
+def _activated(item: dict[str, Any], event: str | None) -> tuple[dict[str, Any], str | None]:
+    """`since: activated` is the user's first activation event: the very event the reports
+    call activation, so that the rule and the activation report cannot drift apart."""
+    when = item.get("when")
+    if not isinstance(when, dict) or when.get("since") != ACTIVATED:
+        return item, None
+    if event is None:
+        return item, "since: activated needs the activation event (reports.activation_event)"
+    return {**item, "when": {**when, "since": {"event": event, "occurrence": "first"}}}, None
 
 
 def _missing_template(rule: Rule, templates: Collection[str] | None) -> str | None:
@@ -464,7 +503,7 @@ def _located_problems(
     return problems
 
 
-_UNION_TAG = re.compile(r"^(str|int|float|bool|function-before\[.*\]|function-after\[.*\])$")
+_UNION_TAG = re.compile(r"^(str|int|float|bool|Since|function-before\[.*\]|function-after\[.*\])$")
 
 
 def _clean_loc(loc: tuple[int | str, ...]) -> tuple[object, ...]:
