@@ -149,7 +149,7 @@ def account_created() -> ColumnElement[Any]:
     first = (
         select(func.min(member.c.signed_up_at))
         .where(member.c.account_id == users.c.account_id)
-        .correlate(users)  # also when nested in an EXISTS that does not select from users
+        .correlate_except(member)  # the outer user, even from inside an EXISTS
         .scalar_subquery()
     )
     return case((users.c.account_id.is_(None), users.c.signed_up_at), else_=first)
@@ -220,7 +220,7 @@ def _occurrence(
         select(func.count())
         .select_from(deliveries)
         .where(deliveries.c.rule_id == rule.id, deliveries.c.subject == subject)
-        .correlate(users)
+        .correlate_except(deliveries)
         .scalar_subquery()
     )
     return case(
@@ -321,7 +321,7 @@ def account_traits() -> ColumnElement[Any]:
     return (
         select(accounts.c.traits)
         .where(accounts.c.id == users.c.account_id)
-        .correlate(users)
+        .correlate_except(accounts)
         .scalar_subquery()
     )
 
@@ -394,7 +394,7 @@ def _count(item: EventItem, anchor_at: ColumnElement[Any], now: datetime) -> Col
         select(func.count())
         .select_from(seen)
         .where(*item_events(item, seen, anchor_at, now))
-        .correlate(users)
+        .correlate_except(seen)  # the user and the anchor: even nested in an EXISTS
         .scalar_subquery()
     )
 
@@ -406,7 +406,7 @@ def _member_events(
     return (
         head.select_from(seen.join(member, member.c.id == seen.c.user_id))
         .where(member.c.account_id == users.c.account_id, *_item_window(item, seen, anchor_at, now))
-        .correlate(users)
+        .correlate_except(seen, member)
     )
 
 

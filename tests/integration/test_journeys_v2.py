@@ -244,3 +244,35 @@ def test_account_traits_and_events_gate_the_audience(
     runner = make_runner(tmp_path, store, ACCOUNT_NUDGE)
     tick_daily(runner, now, 8)
     assert ledger(store) == []
+
+
+COUNTED = """
+rules:
+  - id: third-run
+    when:
+      since: workflow_started
+      done: [{event: workflow_run, count: {eq: 1}}]
+      expires: 30d
+    send: {guide: tour}
+"""
+
+
+def test_a_count_counts_the_users_events_not_every_anchor(
+    store: Store, now: datetime, tmp_path: Path
+) -> None:
+    # A count under an event anchor once counted across every stored event on PostgreSQL
+    # (the subquery joined the anchor table instead of correlating it): found by the
+    # differential test, replayed here.
+    store.people.upsert_users([UserUpsert("u1", {}), UserUpsert("u2", {})], now)
+    store.people.insert_events(
+        [
+            event("u1", "workflow_started", now),
+            event("u1", "workflow_run", now),
+            event("u2", "workflow_started", now),
+            event("u2", "workflow_run", now),
+        ],
+        now,
+    )
+    runner = make_runner(tmp_path, store, COUNTED)
+    runner.tick(now + DAY, dispatch=False)
+    assert ledger(store) == [("u1", "u1", ""), ("u2", "u2", "")]
