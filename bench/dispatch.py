@@ -69,7 +69,7 @@ STEPS = ("claim", "expire", "render", "start", "send", "connect", "transmit", "m
 GAP_BEFORE = {
     "claim": "loop",
     "expire": "loop",
-    "render": "context",  # rules.get, email_context, the signed unsubscribe URL
+    "render": "context",  # rules.get, the directory lookup, email_context, the unsubscribe URL
     "start": "build",  # _envelope + build_message: the EmailMessage
     "send": "loop",  # between marking the row `sending` and handing it over: nothing
     "mark": "after_send",  # the send-duration metric, log.info

@@ -90,7 +90,7 @@ class Runner:
         self.metrics = metrics  # None: nothing to export (the CLI's one-shot commands)
         # A tick writes in SQL what SQL can decide; tests turn it off to compare with decide().
         self.set_based = set_based
-        self.composer = Composer(renderer, config)
+        self.composer = Composer(renderer, config, store.directory)
         self.dispatcher = Dispatcher(
             outbox=store.outbox,
             suppress=store.people.suppress,

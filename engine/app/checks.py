@@ -12,29 +12,66 @@ from engine.errors import Problem, RuleError, TemplateError
 from engine.rules.language import RuleSet, load_rules
 
 SAMPLE_AT = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
-SAMPLE_USERS: tuple[dict[str, Any], ...] = (
-    {
-        "id": "sample-full",
-        "email": "ana.garcia@northwind.example",
-        "persona": "data_engineer",
-        "signup_source": "organic",
-        "signed_up_at": SAMPLE_AT,
-        "timezone": "Europe/Madrid",
-        "account_id": "acct-1",
-        "invited_by": "u-0",
-        "traits": {"first_name": "Ana", "company": "Northwind", "plan": "trial"},
-    },
-    {
-        "id": "sample-sparse",
-        "email": "x@example.com",
-        "persona": None,
-        "signup_source": None,
-        "signed_up_at": None,
-        "timezone": None,
-        "account_id": None,
-        "invited_by": None,
-        "traits": {},
-    },
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A sample recipient: the user, and their account and inviter as the store's directory
+    would find them (None: no account, or no such inviter)."""
+
+    user: dict[str, Any]
+    account: dict[str, Any] | None = None
+    inviter: dict[str, Any] | None = None
+
+
+SAMPLES: tuple[Sample, ...] = (
+    Sample(
+        user={
+            "id": "sample-full",
+            "email": "ana.garcia@northwind.example",
+            "persona": "data_engineer",
+            "signup_source": "organic",
+            "signed_up_at": SAMPLE_AT,
+            "timezone": "Europe/Madrid",
+            "account_id": "acct-1",
+            "invited_by": "u-0",
+            "traits": {"first_name": "Ana", "company": "Northwind", "plan": "trial"},
+        },
+        account={
+            "id": "acct-1",
+            "traits": {"name": "Northwind", "plan": "trial"},
+            "member_count": 3,
+        },
+        inviter={"id": "u-0", "email": "marta@northwind.example", "traits": {"name": "Marta Ruiz"}},
+    ),
+    # Invited into an account whose group call has not arrived, by a user never identified.
+    Sample(
+        user={
+            "id": "sample-new-account",
+            "email": "y@example.com",
+            "persona": None,
+            "signup_source": "invited",
+            "signed_up_at": SAMPLE_AT,
+            "timezone": None,
+            "account_id": "acct-2",
+            "invited_by": "u-unknown",
+            "traits": {},
+        },
+        account={"id": "acct-2", "traits": {}, "member_count": 1},
+    ),
+    Sample(
+        user={
+            "id": "sample-sparse",
+            "email": "x@example.com",
+            "persona": None,
+            "signup_source": None,
+            "signed_up_at": None,
+            "timezone": None,
+            "account_id": None,
+            "invited_by": None,
+            "traits": {},
+        },
+    ),
 )
 
 
@@ -77,10 +114,13 @@ def validate(
 
 
 def _render_samples(renderer: Renderer, name: str, config: Config) -> list[Problem]:
-    for user in SAMPLE_USERS:
+    for sample in SAMPLES:
+        user = sample.user
         for guide in ("sample_guide", None):
             context = email_context(
                 user=user,
+                account=sample.account,
+                inviter=sample.inviter,
                 rule_id="sample-rule",
                 rule_description="A sample rule",
                 anchor_name="workflow_started",

@@ -1,11 +1,15 @@
 """One email as its recipient sees it: the template variables, the rendering and the envelope
 (headers, the unsubscribe link). The dry run and the dispatcher compose through here, so a
-preview is the very message that goes out."""
+preview is the very message that goes out.
+
+Besides the row in hand, a template sees the recipient's account and inviter: the composer
+asks its `DirectoryStore` for both at once, one call per email (none for a user with
+neither), and never opens the database itself."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from engine.config import Config
 from engine.decide.firing import Planned, anchor_name
@@ -14,11 +18,24 @@ from engine.delivery.render import RenderedEmail, Renderer, email_context
 from engine.delivery.tokens import unsubscribe_url
 from engine.rules.language import Rule
 
+# (account, inviter): {"id", "traits", "member_count"} and {"id", "email", "traits"}, or None.
+Relations = tuple[dict[str, Any] | None, dict[str, Any] | None]
+
+
+class DirectoryStore(Protocol):
+    """What composing needs of the database (`engine.store.directory.Directory`; tests may
+    hand it `engine.store.testing.MemoryDirectory`): the account named `account_id`, with
+    traits `{}` before its group call, and the stored user `inviter_id`, either None when
+    its id is None (or names no stored user, for the inviter)."""
+
+    def relations(self, account_id: str | None, inviter_id: str | None) -> Relations: ...
+
 
 class Composer:
-    def __init__(self, renderer: Renderer, config: Config) -> None:
+    def __init__(self, renderer: Renderer, config: Config, directory: DirectoryStore) -> None:
         self.renderer = renderer
         self.config = config
+        self.directory = directory
 
     def context(
         self,
@@ -30,8 +47,16 @@ class Composer:
         guide_expires_at: datetime | None,
     ) -> dict[str, Any]:
         api = self.config.api
+        account_id, inviter_id = user.get("account_id") or None, user.get("invited_by") or None
+        account, inviter = (
+            self.directory.relations(account_id, inviter_id)
+            if account_id or inviter_id
+            else (None, None)
+        )
         return email_context(
             user=user,
+            account=account,
+            inviter=inviter,
             rule_id=rule.id,
             rule_description=rule.description,
             anchor_name=anchor_name(rule),

@@ -89,6 +89,8 @@ def _template_line(exc: BaseException, path: str) -> int | None:
 def email_context(
     *,
     user: Mapping[str, Any],
+    account: Mapping[str, Any] | None,
+    inviter: Mapping[str, Any] | None,
     rule_id: str,
     rule_description: str,
     anchor_name: str,
@@ -100,13 +102,30 @@ def email_context(
     brand: Mapping[str, str],
     unsubscribe_url: str,
 ) -> dict[str, Any]:
-    """The variables every template sees (the README documents them)."""
+    """The variables every template sees (the README documents them). `account` is the
+    user's account as the store's directory reads it (`id`, `traits`, `member_count`) and
+    `inviter` the user who invited them (`id`, `email`, `traits`), each None when there is
+    none."""
     traits = dict(user.get("traits") or {})
     return {
         "user": {
             **{k: user.get(k) for k in _USER_KEYS},
             "traits": traits,
             "first_name": first_name(traits),
+        },
+        "account": None
+        if account is None
+        else {
+            "id": account["id"],
+            "traits": dict(account.get("traits") or {}),
+            "member_count": int(account.get("member_count") or 0),
+        },
+        "inviter": None
+        if inviter is None
+        else {
+            "id": inviter["id"],
+            "email": inviter.get("email"),
+            "first_name": first_name(inviter.get("traits") or {}),
         },
         "rule": {"id": rule_id, "description": rule_description},
         "anchor": {"name": anchor_name, "at": anchor_at, "properties": dict(anchor_properties)},

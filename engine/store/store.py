@@ -1,9 +1,10 @@
 """The store: the only code that opens connections, one narrow part per consumer.
 
 Each part owns one job's statements (evaluation's ledger, the dispatcher's outbox, ingestion's
-people, the HTTP API's guides, read-only listings, the reference evaluator's states, a
-replay's rewind) over one `Database`: an Engine, or the single connection of an isolated
-replay. A consumer is handed the part it needs; `Store` only holds them together."""
+people, composing's directory, the HTTP API's guides, read-only listings, the reference
+evaluator's states, a replay's rewind) over one `Database`: an Engine, or the single
+connection of an isolated replay. A consumer is handed the part it needs; `Store` only
+holds them together."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 
 from engine.sql.schema import metadata
 from engine.store.connection import Database, isolated, writing
+from engine.store.directory import Directory
 from engine.store.guides import Guides
 from engine.store.leases import Leases
 from engine.store.ledger import Ledger
@@ -31,6 +33,7 @@ class Store:
         self.ledger = Ledger(database)
         self.outbox = Outbox(database)
         self.people = People(database)
+        self.directory = Directory(database)
         self.guides = Guides(database)
         self.reads = Reads(database)
         self.states = States(database)
@@ -57,6 +60,7 @@ class Store:
         ledger: Ledger | None = None,
         outbox: Outbox | None = None,
         people: People | None = None,
+        directory: Directory | None = None,
         guides: Guides | None = None,
         reads: Reads | None = None,
     ) -> Store:
@@ -66,6 +70,7 @@ class Store:
         clone.ledger = ledger or self.ledger
         clone.outbox = outbox or self.outbox
         clone.people = people or self.people
+        clone.directory = directory or self.directory
         clone.guides = guides or self.guides
         clone.reads = reads or self.reads
         return clone

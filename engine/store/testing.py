@@ -1,8 +1,9 @@
 """Test seams over the store, for tests and benchmarks (never used by the engine itself).
 
 `intercept(part, name=around, ...)` wraps one part of a `Store` (its ledger, outbox, people,
-guides or reads) so that the named methods go through `around(real_method, *args, **kwargs)`;
-every other method is the real one. Hand the result to `Store.replacing(...)`:
+directory, guides or reads) so that the named methods go through
+`around(real_method, *args, **kwargs)`; every other method is the real one. Hand the result
+to `Store.replacing(...)`:
 
     store.replacing(guides=intercept(store.guides, active_guides=raising(RuntimeError())))
 
@@ -11,7 +12,10 @@ This is the one documented way to inject a fault or time a call: nothing subclas
 `MemoryOutbox` is the in-memory fake of `engine.store.outbox.Outbox` (the dispatcher's
 `OutboxStore`): the same state machine over a dict, for unit tests of the dispatcher without
 a database. `tests/integration/test_outbox_contract.py` runs one set of tests against both,
-so the fake cannot drift from the real outbox unnoticed."""
+so the fake cannot drift from the real outbox unnoticed.
+
+`MemoryDirectory` is the in-memory fake of `engine.store.directory.Directory` (the composer's
+`DirectoryStore`), held to the same answers in tests/integration/test_template_context.py."""
 
 from __future__ import annotations
 
@@ -203,6 +207,52 @@ class MemoryOutbox:
                 row.updated_at = now
                 count += 1
         return count
+
+
+class MemoryDirectory:
+    """The in-memory fake of `Directory`: users and accounts in dicts. `add_user` and
+    `add_account` store what ingestion would have; `calls` counts the lookups."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, dict[str, Any]] = {}
+        self._accounts: dict[str, dict[str, Any]] = {}
+        self.calls = 0
+
+    def add_user(
+        self,
+        user_id: str,
+        *,
+        email: str | None = None,
+        account_id: str | None = None,
+        traits: dict[str, Any] | None = None,
+    ) -> None:
+        self._users[user_id] = {
+            "id": user_id,
+            "email": email,
+            "account_id": account_id,
+            "traits": dict(traits or {}),
+        }
+
+    def add_account(self, account_id: str, traits: dict[str, Any]) -> None:
+        """A group call's traits (merged into the stored ones, as `People` does)."""
+        self._accounts[account_id] = {**self._accounts.get(account_id, {}), **traits}
+
+    # -- the DirectoryStore protocol -----------------------------------------------------
+
+    def relations(
+        self, account_id: str | None, inviter_id: str | None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        self.calls += 1
+        account = None
+        if account_id is not None:
+            members = sum(1 for user in self._users.values() if user["account_id"] == account_id)
+            traits = dict(self._accounts.get(account_id, {}))
+            account = {"id": account_id, "traits": traits, "member_count": members}
+        found = self._users.get(inviter_id) if inviter_id is not None else None
+        inviter = None
+        if found is not None:
+            inviter = {"id": found["id"], "email": found["email"], "traits": dict(found["traits"])}
+        return account, inviter
 
 
 def new_due(

@@ -4,6 +4,7 @@ delivery policy without a database."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +20,8 @@ from engine.delivery.render import Renderer
 from engine.delivery.testing import RecordingTransport
 from engine.model import SkipReason, Status
 from engine.rules.language import load_rules
-from engine.store.testing import MemoryOutbox, new_due
-from tests.project_files import write_project
+from engine.store.testing import MemoryDirectory, MemoryOutbox, new_due
+from tests.project_files import NOTE, write_project
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 CREATED = NOW - timedelta(minutes=5)
@@ -30,7 +31,14 @@ rules:
     send: {email: note}
   - id: tips
     send: {email: note}
+  - id: team
+    send: {email: team}
 """
+TEAM = (
+    "Join {{ account.traits.plan }}",
+    "{{ account.member_count }} members, {{ inviter.first_name }}. {{ unsubscribe_url }}",
+    "<p>{{ inviter.email }}</p><a href='{{ unsubscribe_url }}'>x</a>",
+)
 
 
 @dataclass
@@ -46,28 +54,30 @@ class Kit:
     outbox: MemoryOutbox
     transport: RecordingTransport
     suppressed: Suppressions
+    directory: MemoryDirectory
     dispatcher: Dispatcher
 
 
 @pytest.fixture
 def kit(tmp_path: Path) -> Kit:
-    write_project(tmp_path, RULES)
+    write_project(tmp_path, RULES, {"note": NOTE, "team": TEAM})
     config = Config.model_validate({"base_dir": tmp_path, "mail": {"from": "T <t@x.io>"}})
     renderer = Renderer(tmp_path / "templates")
     rules = load_rules(
         tmp_path / "rules", default_expires=timedelta(days=1), templates=renderer.names()
     )
     outbox, transport, suppressed = MemoryOutbox(), RecordingTransport(), Suppressions()
+    directory = MemoryDirectory()
     dispatcher = Dispatcher(
         outbox=outbox,
         suppress=suppressed,
         rules=rules,
-        composer=Composer(renderer, config),
+        composer=Composer(renderer, config, directory),
         transport=transport,
         retry=config.mail.retry,
         random=lambda: 0.5,
     )
-    return Kit(outbox, transport, suppressed, dispatcher)
+    return Kit(outbox, transport, suppressed, directory, dispatcher)
 
 
 def test_a_sent_email_is_marked_sent_with_the_receipt(kit: Kit) -> None:
@@ -83,6 +93,36 @@ def test_a_sent_email_is_marked_sent_with_the_receipt(kit: Kit) -> None:
         1,
     )
     assert kit.dispatcher.dispatch(NOW + timedelta(hours=1)) == {}  # sent once
+
+
+def test_an_email_renders_the_account_and_the_inviter_from_the_directory(kit: Kit) -> None:
+    kit.directory.add_account("acme", {"plan": "team"})
+    kit.directory.add_user("u0", email="grace@example.com", traits={"name": "Grace Hopper"})
+    for user_id in ("u1", "u2"):
+        kit.directory.add_user(user_id, account_id="acme")
+    due = new_due("team", "u1", CREATED, email_template="team")
+    user = {**due.user, "account_id": "acme", "invited_by": "u0"}
+    kit.outbox.add(dataclasses.replace(due, user=user))
+    plain = kit.outbox.add(new_due("welcome", "u3", CREATED))  # no account, no inviter
+    assert kit.dispatcher.dispatch(NOW) == {"sent": 2}
+    team = next(m for m in kit.transport.messages if m["To"] == "u1@example.com")
+    assert team["Subject"] == "Join team"
+    assert "2 members, Grace." in team.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert kit.directory.calls == 1  # one lookup for the email that has relations, none else
+    assert kit.outbox.row(plain).status is Status.SENT
+
+
+def test_a_template_reading_a_trait_the_account_lacks_fails_that_delivery(kit: Kit) -> None:
+    kit.directory.add_user("u1", account_id="acme")
+    due = new_due("team", "u1", CREATED, email_template="team")
+    delivery = kit.outbox.add(
+        dataclasses.replace(due, user={**due.user, "account_id": "acme", "invited_by": "gone"})
+    )
+    assert kit.dispatcher.dispatch(NOW) == {"failed": 1}
+    row = kit.outbox.row(delivery)
+    assert row.reason is not None
+    assert row.reason.startswith("render error: team/subject.txt:1")
+    assert "plan" in row.reason  # the account has no group call yet: no `plan` trait
 
 
 def test_a_transient_error_is_retried_with_backoff(kit: Kit) -> None:

@@ -44,6 +44,8 @@ def write_template(
 def make_context(
     *,
     user: dict[str, Any] | None = None,
+    account: dict[str, Any] | None = None,
+    inviter: dict[str, Any] | None = None,
     guide_id: str | None = None,
     links: dict[str, str] | None = None,
     unsubscribe: str = UNSUBSCRIBE,
@@ -60,6 +62,8 @@ def make_context(
             "timezone": "Europe/London",
             "traits": {"first_name": "Ada", "company": "Analytical Engines"},
         },
+        account=account,
+        inviter=inviter,
         rule_id="welcome",
         rule_description="Welcome new users",
         anchor_name="signed_up",
@@ -255,6 +259,8 @@ def test_email_context_shape() -> None:
             "traits": {"name": "Ada Lovelace", "plan": "free"},
             "secret_column": "must not leak",
         },
+        account={"id": "acme", "traits": {"plan": "team"}, "member_count": 4},
+        inviter={"id": "u0", "email": "grace@example.com", "traits": {"name": "Grace Hopper"}},
         rule_id="r1",
         rule_description="A rule",
         anchor_name="connection_created",
@@ -266,7 +272,17 @@ def test_email_context_shape() -> None:
         brand={"name": "Airtouch"},
         unsubscribe_url=UNSUBSCRIBE,
     )
-    assert set(context) == {"user", "rule", "anchor", "guide", "links", "brand", "unsubscribe_url"}
+    assert set(context) == {
+        "user",
+        "account",
+        "inviter",
+        "rule",
+        "anchor",
+        "guide",
+        "links",
+        "brand",
+        "unsubscribe_url",
+    }
     assert context["user"] == {
         "id": "u1",
         "email": "ada@example.com",
@@ -279,6 +295,8 @@ def test_email_context_shape() -> None:
         "traits": {"name": "Ada Lovelace", "plan": "free"},
         "first_name": "Ada",
     }
+    assert context["account"] == {"id": "acme", "traits": {"plan": "team"}, "member_count": 4}
+    assert context["inviter"] == {"id": "u0", "email": "grace@example.com", "first_name": "Grace"}
     assert context["rule"] == {"id": "r1", "description": "A rule"}
     assert context["anchor"] == {
         "name": "connection_created",
@@ -331,6 +349,79 @@ def test_email_context_guide_is_a_dict_when_set() -> None:
     }
 
 
+def test_email_context_account_and_inviter_are_none_without_them() -> None:
+    context = make_context()
+    assert (context["account"], context["inviter"]) == (None, None)
+
+
+def test_email_context_account_is_a_plain_copy() -> None:
+    traits = {"plan": "team", "seats": 5}
+    context = make_context(account={"id": "acme", "traits": traits, "member_count": 3})
+    account = context["account"]
+    assert account == {"id": "acme", "traits": {"plan": "team", "seats": 5}, "member_count": 3}
+    assert type(account) is dict
+    assert type(account["traits"]) is dict
+    account["traits"]["plan"] = "changed"
+    assert traits["plan"] == "team"
+
+
+@pytest.mark.parametrize("traits", [{}, None])
+def test_email_context_account_without_a_group_call_has_empty_traits(
+    traits: dict[str, Any] | None,
+) -> None:
+    context = make_context(account={"id": "acme", "traits": traits, "member_count": 1})
+    assert context["account"] == {"id": "acme", "traits": {}, "member_count": 1}
+
+
+@pytest.mark.parametrize(
+    ("traits", "expected"),
+    [
+        ({"first_name": "Grace", "name": "Ada Lovelace"}, "Grace"),
+        ({"firstName": "Grace"}, "Grace"),
+        ({"name": "Grace Brewster Hopper"}, "Grace"),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_email_context_inviter_has_id_email_and_first_name(
+    traits: dict[str, Any] | None, expected: str | None
+) -> None:
+    inviter = {"id": "u0", "email": "grace@example.com", "traits": traits}
+    context = make_context(inviter=inviter)
+    assert context["inviter"] == {"id": "u0", "email": "grace@example.com", "first_name": expected}
+    assert type(context["inviter"]) is dict
+
+
+def test_email_context_inviter_without_an_email() -> None:
+    context = make_context(inviter={"id": "u0", "email": None, "traits": {"name": "Grace"}})
+    assert context["inviter"] == {"id": "u0", "email": None, "first_name": "Grace"}
+
+
+def test_templates_read_account_and_inviter(tmp_path: Path) -> None:
+    write_template(
+        tmp_path,
+        "team",
+        text=(
+            "{% if account %}{{ account.traits.plan }}/{{ account.member_count }}{% endif %}"
+            "|{% if inviter %}{{ inviter.first_name }} <{{ inviter.email }}>{% endif %}\n"
+        ),
+    )
+    renderer = Renderer(tmp_path)
+    context = make_context(
+        account={"id": "acme", "traits": {"plan": "team"}, "member_count": 3},
+        inviter={"id": "u0", "email": "grace@example.com", "traits": {"name": "Grace Hopper"}},
+    )
+    assert renderer.render("team", context).text == "team/3|Grace <grace@example.com>\n"
+    assert renderer.render("team", make_context()).text == "|\n"
+
+
+def test_a_missing_account_trait_is_an_error(tmp_path: Path) -> None:
+    write_template(tmp_path, "t", text="{{ account.traits.plan }}\n")
+    context = make_context(account={"id": "acme", "traits": {}, "member_count": 1})
+    with pytest.raises(TemplateError, match="plan"):
+        Renderer(tmp_path).render("t", context)
+
+
 @pytest.mark.parametrize(
     ("traits", "expected"),
     [
@@ -367,14 +458,23 @@ def repository_contexts(unsubscribe: str | None = None) -> list[dict[str, Any]]:
         "signup_source": "organic",
         "signed_up_at": NOW - timedelta(days=1),
         "timezone": "UTC",
+        "account_id": "acme",
+        "invited_by": "u0",
         "traits": {"first_name": "Ada", "company": "Acme <Data> & Co"},
     }
     bare_user = {"id": "u1", "email": "ada@example.com", "traits": {}}
+    account = {"id": "acme", "traits": {"name": "Acme <Data> & Co"}, "member_count": 2}
+    inviter = {"id": "u0", "email": "grace@example.com", "traits": {"first_name": "<Grace>"}}
     contexts = []
-    for user, guide_id in ((full_user, "create_connection_tour"), (bare_user, None)):
+    for user, guide_id, relations in (
+        (full_user, "create_connection_tour", (account, inviter)),
+        (bare_user, None, (None, None)),
+    ):
         contexts.append(
             email_context(
                 user=user,
+                account=relations[0],
+                inviter=relations[1],
                 rule_id="r1",
                 rule_description="A rule",
                 anchor_name="signed_up",
