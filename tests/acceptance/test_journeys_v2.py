@@ -1,0 +1,90 @@
+"""The default pack's journeys past the first week, through the CLI: the trial-account nudge
+(once per workspace, to its first member, counting the colleagues), the win-back after a
+lapse, and the check-in a month after activation."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.acceptance.conftest import Project
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def iso(days: float = 0, minutes: float = 0) -> str:
+    return (T0 + timedelta(days=days, minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+def identify(user: str, persona: str, at: str, account: str | None = None) -> dict[str, Any]:
+    traits = {"email": f"{user}@example.com", "persona": persona, "createdAt": at}
+    traits["first_name"] = user.title()
+    if account:
+        traits["account_id"] = account
+    return {
+        "type": "identify",
+        "userId": user,
+        "messageId": f"id-{user}",
+        "timestamp": at,
+        "traits": traits,
+    }
+
+
+def track(user: str, name: str, at: str) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "userId": user,
+        "event": name,
+        "timestamp": at,
+        "messageId": f"{user}-{name}-{at}",
+        "properties": {},
+    }
+
+
+@pytest.fixture
+def loaded(project: Project, tmp_path: Path) -> Project:
+    calls = [
+        {
+            "type": "group",
+            "userId": "ada",
+            "groupId": "acme",
+            "messageId": "g-acme",
+            "timestamp": iso(),
+            "traits": {"plan": "trial", "name": "Acme"},
+        },
+        identify("ada", "data_engineer", iso(), "acme"),
+        identify("bo", "sales", iso(minutes=60), "acme"),
+        identify("carl", "data_engineer", iso()),
+        *(track("carl", "workflow_run", iso(days=d)) for d in (0, 10, 20)),
+    ]
+    data = tmp_path / "v2.jsonl"
+    data.write_text("".join(json.dumps(call) + "\n" for call in calls))
+    project.run("ingest", str(data))
+    return project
+
+
+def dry(project: Project, at: str, rule: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = project.json("dry-run", "--at", at, "--rule", rule)
+    return rows
+
+
+def test_a_trial_workspace_without_a_run_gets_one_nudge(loaded: Project) -> None:
+    rule = "trial-account-no-workflow-day3"
+    assert dry(loaded, iso(days=3, minutes=-1), rule) == []
+    (row,) = dry(loaded, iso(days=3, minutes=1), rule)
+    assert row["user_id"] == "ada"  # the workspace's first member, not bo
+    assert row["email"]["subject"] == "Acme: your first workflow in Airtouch"
+    loaded.run("tick", "--at", iso(days=3, minutes=1))
+    assert dry(loaded, iso(days=3, minutes=30), rule) == []  # once per workspace
+
+
+def test_a_lapsed_data_engineer_is_won_back_and_checked_in_on(loaded: Project) -> None:
+    assert dry(loaded, iso(days=33), "win-back-lapsed-data-engineer") == []
+    (row,) = dry(loaded, iso(days=34, minutes=1), "win-back-lapsed-data-engineer")
+    assert (row["user_id"], row["fire_at"]) == ("carl", iso(days=34))
+    (check_in,) = dry(loaded, iso(days=30, minutes=1), "data-engineer-month-after-activation")
+    assert (check_in["user_id"], check_in["fire_at"]) == ("carl", iso(days=30))
