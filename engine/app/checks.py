@@ -1,4 +1,5 @@
-"""`lifecycle check`: the config, every rule and every template, all problems at once."""
+"""`lifecycle check`: the config, every rule and every template, all problems at once; then
+the rules' semantic lint (`engine.rules.lint`): rules that can never fire, and warnings."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from engine.config import Config
 from engine.delivery.render import Renderer, email_context
 from engine.errors import Problem, RuleError, TemplateError
 from engine.rules.language import RuleSet, load_rules
+from engine.rules.lint import Finding, lint
+from engine.store import Store, connect, creates_file
 
 SAMPLE_AT = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 
@@ -80,10 +85,64 @@ class CheckResult:
     problems: list[Problem] = field(default_factory=list)
     rules: int = 0
     templates: int = 0
+    findings: list[Finding] = field(default_factory=list)  # the lint's, when the rules load
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """No problem and no lint error: warnings never fail a check."""
+        return not self.problems and not self.errors
 
 
 def check(config: Config) -> CheckResult:
-    return validate(config)[0]
+    """`validate`, then the lint of the rules it loaded. The lint reads the database only
+    when an enabled rule reads accounts (whether it holds any), and never writes to it."""
+    result, rules, _ = validate(config)
+    if rules is None:
+        return result
+    has_accounts: bool | None = None
+    if any(rule.uses_account for rule in rules.enabled):
+        try:
+            has_accounts = database_has_accounts(config)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            result.findings.append(
+                Finding(
+                    "warning",
+                    "database-unreadable",
+                    f"could not read the database ({reason}): skipped the check that the "
+                    "rules reading accounts have accounts to read",
+                )
+            )
+    result.findings.extend(
+        lint(
+            rules,
+            daily_cap=config.mail.daily_cap,
+            quiet_hours=config.mail.quiet_hours,
+            has_accounts=has_accounts,
+        )
+    )
+    return result
+
+
+def database_has_accounts(config: Config) -> bool:
+    """Whether the configured database holds any account. A SQLite file that does not exist
+    yet holds none, and is not created; nothing is migrated."""
+    url = config.database_url
+    if creates_file(url):
+        return False
+    engine = connect(url, echo=config.database.echo)
+    try:
+        return Store(engine).reads.has_accounts()
+    finally:
+        engine.dispose()
 
 
 def validate(

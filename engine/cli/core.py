@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
+from engine.app.checks import CheckResult
 from engine.app.checks import check as run_check
 from engine.app.wiring import App
 from engine.cli.base import Instant, State, cli, err, friendly_errors, out
@@ -30,17 +31,62 @@ if TYPE_CHECKING:  # the daemon (and APScheduler) load only for `run`
 
 
 @cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
 @friendly_errors
-def check(state: State) -> None:
-    """Validate the config, every rule and every template (rendered against sample users)."""
+def check(state: State, fmt: str) -> None:
+    """Validate the config, every rule and every template (rendered against sample users),
+    then lint the rules: errors for rules that can never fire, warnings for rules that read
+    accounts the database lacks and for email rules the daily cap can skip. Exit 1 on any
+    error; warnings do not change the exit status."""
     result = run_check(state.config())
-    for problem in result.problems:
-        out.print(str(problem), markup=False, highlight=False, soft_wrap=True)
-    if result.problems:
-        err.print(f"[red]{len(result.problems)} problem(s)[/]")
+    if fmt == "json":
+        click.echo(json.dumps(check_json(result), indent=2, ensure_ascii=False))
+    else:
+        for item in [*result.problems, *result.errors, *result.warnings]:
+            out.print(str(item), markup=False, highlight=False, soft_wrap=True)
+    warned = f", {len(result.warnings)} warning(s)" if result.warnings else ""
+    if not result.ok:
+        count = len(result.problems) + len(result.errors)
+        err.print(f"[red]{count} problem(s)[/]{warned}")
         sys.exit(1)
-    out.print(f"[green]ok[/]: config, {result.rules} rules, {result.templates} templates")
+    if fmt != "json":
+        out.print(
+            f"[green]ok[/]: config, {result.rules} rules, {result.templates} templates{warned}"
+        )
+
+
+def check_json(result: CheckResult) -> dict[str, Any]:
+    """`check --format json`: every problem and finding, errors first."""
+    problems = [
+        {
+            "severity": "error",
+            "check": "invalid",
+            "rule": p.rule_id,
+            "file": p.file,
+            "line": p.line,
+            "message": p.message,
+        }
+        for p in result.problems
+    ]
+    findings = [
+        {
+            "severity": f.severity,
+            "check": f.code,
+            "rule": f.rule_id,
+            "file": f.file,
+            "line": f.line,
+            "message": f.message,
+            **({"related": list(f.related)} if f.related else {}),
+        }
+        for f in [*result.errors, *result.warnings]
+    ]
+    return {
+        "ok": result.ok,
+        "rules": result.rules,
+        "templates": result.templates,
+        "findings": [*problems, *findings],
+    }
 
 
 @cli.command("dry-run")

@@ -2,7 +2,7 @@
 hands it, and the connection helpers."""
 
 from engine.model import Due
-from engine.store.connection import Database, connect, migrate
+from engine.store.connection import Database, connect, creates_file, migrate
 from engine.store.ledger import Decided
 from engine.store.records import AccountUpsert, Alias, EventRecord, UserUpsert
 from engine.store.store import Store
@@ -17,5 +17,6 @@ __all__ = [
     "Store",
     "UserUpsert",
     "connect",
+    "creates_file",
     "migrate",
 ]

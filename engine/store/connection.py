@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.engine import URL, Dialect, make_url
 
 from engine.sql.dialect import SQLITE_FUNCTIONS
 
@@ -32,6 +32,16 @@ def connect(url: str, *, echo: bool = False) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def creates_file(url: str) -> bool:
+    """Whether connecting to `url` would create a SQLite database file that is not there yet
+    (SQLite creates the file on connect): a command that only reads checks this first."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return False
+    return not database.startswith("file:") and not Path(database).exists()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

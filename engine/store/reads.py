@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import func, inspect, literal, select
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import Select
 
+from engine.sql.facts import any_account
 from engine.sql.schema import (
     accounts,
     deliveries,
@@ -92,6 +93,17 @@ class Reads:
                 dict(row._mapping)
                 for row in connection.execute(select(accounts).order_by(accounts.c.id))
             ]
+
+    def has_accounts(self) -> bool:
+        """Whether the database holds any account: a group call, or a user with an
+        account_id. A database without the schema yet (or an older one) has none of what it
+        lacks: this reads, it never migrates."""
+        with self.db.connect() as connection:
+            tables = inspect(connection)
+            if not tables.has_table(users.name):
+                return False
+            statement = any_account(accounts_table=tables.has_table(accounts.name))
+            return bool(connection.execute(statement).scalar_one())
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of every table, in key order: tests compare these."""
