@@ -572,19 +572,32 @@ def test_event_anchors_and_repeats_send_at_any_time(tmp_path: Path) -> None:
     assert cap_ids(repeats, 50) == [["welcome", "each-time", "hourly"]]
 
 
-def test_the_default_pack_gets_two_cap_warnings() -> None:
-    rules = load_rules(ROOT / "rules", default_expires=timedelta(days=3))
+def test_the_default_pack_gets_its_cap_and_account_warnings() -> None:
+    rules = load_rules(
+        ROOT / "rules", default_expires=timedelta(days=3), activation_event="workflow_run"
+    )
     quiet = QuietHours(start=time(21), end=time(8))
     findings = lint(rules, daily_cap=3, quiet_hours=quiet, has_accounts=False)
-    assert [f.code for f in findings] == ["daily-cap", "daily-cap"]
-    groups = [{f.rule_id, *f.related} for f in findings]
-    shared = {"verify-reminder-24h", "verify-reminder-connected-24h"}
-    shared.add("verified-and-connected-next-step")
+    assert [f.code for f in findings] == ["no-accounts", *["daily-cap"] * 4]
+    groups = [{f.rule_id, *f.related} for f in findings[1:]]
+    verify = {"verify-reminder-24h", "verify-reminder-connected-24h"}
+    trial = "trial-account-no-workflow-day3"
+    # Event anchors may come at any time after signup, and an account's first signup may
+    # precede a member's: the retention rules can meet the onboarding ones.
+    later = {trial, "verified-and-connected-next-step", "win-back-lapsed-data-engineer"}
+    later.add("data-engineer-month-after-activation")
     assert groups == [
-        {"welcome-invited-data-engineer", "invited-data-engineer-community-24h", *shared},
-        {"welcome-organic-data-engineer", "organic-data-engineer-no-connection-24h", *shared},
+        {trial, "welcome-sales-marketing", *verify},
+        {"welcome-invited-data-engineer", "invited-data-engineer-community-24h", *verify, *later},
+        {
+            "welcome-organic-data-engineer",
+            "organic-data-engineer-no-connection-24h",
+            *verify,
+            *later,
+        },
+        {trial, "welcome-explorer", *verify},
     ]
-    assert lint(rules, daily_cap=5, quiet_hours=quiet) == []
+    assert lint(rules, daily_cap=8, quiet_hours=quiet) == []
 
 
 def test_finding_without_a_rule_prints_its_message() -> None:
