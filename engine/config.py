@@ -29,7 +29,7 @@ from pydantic import (
 from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
 from engine.rules.quiet_hours import QuietHours
-from engine.rules.yamlsource import load_yaml
+from engine.rules.yamlsource import load_yaml, read_source
 
 ENV_PREFIX = "LIFECYCLE_"
 CONFIG_ENV = "LIFECYCLE_CONFIG"
@@ -157,7 +157,9 @@ class ApiConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8000"
-    secret_key: str = "change-me"
+    secret_key: str = "change-me"  # `run` and `api` refuse it outside development
+    # Development only: accept a weak secret_key (forgeable links) with a non-loopback setup.
+    allow_insecure_dev_key: bool = False
     api_keys: list[str] = Field(default_factory=list)  # for the guide API (the frontend)
     write_keys: list[str] = Field(default_factory=list)  # for event ingestion
     unsubscribe_max_age: Duration = timedelta(days=180)
@@ -301,7 +303,10 @@ def load_config(
     data: dict[str, Any] = {}
     located = None
     if path.exists():
-        located, problems = load_yaml(path.read_text(encoding="utf-8"), str(path))
+        text = read_source(path)
+        if isinstance(text, Problem):
+            raise ConfigError([text])
+        located, problems = load_yaml(text, str(path))
         if problems:
             raise ConfigError(problems)
         if located is not None and located.data is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine.app.signing_key import verdict
 from engine.config import Config
 from engine.delivery.render import Renderer, email_context
 from engine.errors import Problem, RuleError, TemplateError
@@ -105,6 +106,9 @@ def check(config: Config) -> CheckResult:
     """`validate`, then the lint of the rules it loaded. The lint reads the database only
     when an enabled rule reads accounts (whether it holds any), and never writes to it."""
     result, rules, _ = validate(config)
+    key = verdict(config, config.api.host)
+    if key.severity is not None:
+        result.findings.append(Finding(key.severity, "secret-key", key.message))
     if rules is None:
         return result
     has_accounts: bool | None = None

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from engine.app.wiring import App, open_app, open_store
 from engine.clock import parse_instant
@@ -62,10 +63,11 @@ def friendly_errors(command: F) -> F:
             return command(*args, **kwargs)
         except ProblemsError as exc:
             for problem in exc.problems:
-                err.print(f"[red]error[/]: {problem}", highlight=False, soft_wrap=True)
+                # Escaped: problems quote patterns such as `[a-z0-9_-]+`, which rich takes for markup.
+                err.print(f"[red]error[/]: {escape(str(problem))}", highlight=False, soft_wrap=True)
             sys.exit(1)
         except LifecycleError as exc:
-            err.print(f"[red]error[/]: {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

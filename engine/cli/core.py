@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from engine.app.checks import CheckResult
 from engine.app.checks import check as run_check
+from engine.app.signing_key import require_signing_key
 from engine.app.wiring import App
 from engine.cli.base import Instant, State, cli, err, friendly_errors, out
 from engine.cli.present import preview_json, preview_summary, preview_table, tick_table
 from engine.clock import SystemClock, isoformat
+from engine.config import Config
 from engine.errors import LifecycleError
 from engine.http.app import create_app
 from engine.http.server import serve_api
@@ -192,7 +195,7 @@ def ingest(state: State, file: str, fmt: str) -> None:
         with path.open(encoding="utf-8", errors="replace", newline="") as handle:
             report = load(handle, store, now, source=file, mapping=mapping)
     for problem in report.problems:
-        err.print(f"[red]rejected[/] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[red]rejected[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
     extra = "".join(
         f", {count} {what}"
         for count, what in (
@@ -251,9 +254,10 @@ LEDGER_COLUMNS = (
 
 
 def _cell(value: Any) -> str:
+    """A table cell: rich reads cells as markup, and reasons quote template errors."""
     if isinstance(value, datetime):
         return isoformat(value) or ""
-    return "" if value is None else str(value)
+    return "" if value is None else escape(str(value))
 
 
 def _json_default(value: Any) -> Any:
@@ -273,6 +277,7 @@ def run(state: State, no_api: bool) -> None:
     from engine.daemon.scheduler import run as run_daemon
 
     logging.getLogger("lifecycle").setLevel(logging.INFO)
+    _signing_key_or_exit(state.config(), None if no_api else state.config().api.host)
     app, clock = state.app(), SystemClock()
     stop = Stop()
     http = None
@@ -308,6 +313,16 @@ def _not_ready(app: App, stop: Stop) -> str | None:
 def api(state: State, host: str | None, port: int | None) -> None:
     """Serve the HTTP API alone (event ingestion, unsubscribe links, in-app guides, health)."""
     config = state.config()
+    host = host or config.api.host
+    _signing_key_or_exit(config, host)
     store = state.store(config)
     http = create_app(store=store, config=config, clock=SystemClock())
-    serve_api(http, host or config.api.host, config.api.port if port is None else port)
+    serve_api(http, host, config.api.port if port is None else port)
+
+
+def _signing_key_or_exit(config: Config, host: str | None) -> None:
+    """Before anything opens: a key anyone could sign with is an error outside development
+    (LifecycleError, exit 1), and a warning in the log within it."""
+    result = require_signing_key(config, host)
+    if result.severity == "warning":
+        logging.getLogger("lifecycle").warning("%s", result.message)

@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engine.clock import isoformat
@@ -70,13 +71,16 @@ def preview_table(previews: list[Preview], *, limit: int | None = None) -> Table
         status = row["status"] + (f" ({row['reason']})" if row["reason"] else "")
         email = ""
         if row["email"]:
-            subject = row["email"]["subject"] or f"[red]{row['email'].get('error')}[/]"
-            email = f"{row['email']['template']}\n{row['email']['to']}\n[dim]{subject}[/]"
+            # Escaped: rich reads markup, and render errors quote template text.
+            error = escape(str(row["email"].get("error")))
+            subject = escape(row["email"]["subject"] or "") or f"[red]{error}[/]"
+            to = escape(str(row["email"]["to"]))
+            email = f"{row['email']['template']}\n{to}\n[dim]{subject}[/]"
         guide = row["guide"]["id"] if row["guide"] else ""
         table.add_row(
             row["rule"],
-            row["user_id"],
-            f"{row['persona']}/{row['signup_source']}",
+            escape(str(row["user_id"])),
+            escape(f"{row['persona']}/{row['signup_source']}"),
             f"[{_STYLE[row['status']]}]{status}[/]",
             _when(row),
             email,

@@ -25,6 +25,7 @@ from engine.rules.language import RuleSet
 from engine.runner import Runner
 
 log = logging.getLogger("lifecycle.reload")
+WATCH_RESTART_DELAY = 1.0  # seconds before a failed watch starts again
 
 
 @dataclass(frozen=True)
@@ -170,19 +171,23 @@ class Reloader:
             self._thread = None
 
     def _watch(self, directories: list[Path], debounce_ms: int) -> None:
-        try:
-            for batch in watch(
-                *directories,
-                stop_event=self._stop,
-                debounce=debounce_ms,
-                rust_timeout=1000,  # wake up regularly so `stop` is prompt
-                raise_interrupt=False,
-            ):
-                files = sorted({Path(path).name for _, path in batch})
-                self.reload(f"changed: {', '.join(files)}")
-        except Exception:
-            # The daemon goes on with the last good rules; SIGHUP still reloads.
-            log.exception("the rules/templates watcher stopped; reload with SIGHUP")
+        """Until `stop`: whatever a file holds, a failed reload is logged and the watcher
+        goes on; should the watch itself fail (a directory removed), it starts again."""
+        while not self._stop.is_set():
+            try:
+                for batch in watch(
+                    *directories,
+                    stop_event=self._stop,
+                    debounce=debounce_ms,
+                    rust_timeout=1000,  # wake up regularly so `stop` is prompt
+                    raise_interrupt=False,
+                ):
+                    files = sorted({Path(path).name for _, path in batch})
+                    self._safe_reload(f"changed: {', '.join(files)}")
+            except Exception:
+                # The daemon goes on with the last good rules; SIGHUP reloads meanwhile.
+                log.exception("the rules/templates watcher failed; watching again shortly")
+                self._stop.wait(WATCH_RESTART_DELAY)
 
     def request(self, reason: str) -> None:
         """Reload in a thread of its own: a signal handler must not wait for a tick."""

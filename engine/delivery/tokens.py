@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Literal
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 UNSUBSCRIBE = "lifecycle.unsubscribe"
 
-BadTokenReason = Literal["expired", "invalid"]
+# "future": signed by us but dated ahead of our clock (a sender's clock is wrong), which
+# itsdangerous reports as expired, although waiting, not a newer link, is what helps.
+BadTokenReason = Literal["expired", "future", "invalid"]
 
 
 class BadToken(Exception):
-    """A token that cannot be used: `reason` says whether it is too old or not ours."""
+    """A token that cannot be used: `reason` says whether it is too old, dated in the
+    future, or not ours."""
 
     def __init__(self, reason: BadTokenReason) -> None:
         super().__init__(f"{reason} token")
@@ -34,7 +38,10 @@ def read_unsubscribe_token(secret: str, token: str, max_age_seconds: float) -> s
     try:
         # itsdangerous compares whole seconds; rounding up never cuts a configured age short.
         user_id = serializer.loads(token, max_age=max(0, math.ceil(max_age_seconds)))
-    except SignatureExpired:  # a subclass of BadSignature: test it first
+    except SignatureExpired as exc:  # a subclass of BadSignature: test it first
+        signed = exc.date_signed
+        if signed is not None and signed > datetime.now(UTC):
+            raise BadToken("future") from None
         raise BadToken("expired") from None
     except BadSignature:
         raise BadToken("invalid") from None

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import __version__
 from engine.clock import Clock, isoformat
+from engine.app.signing_key import weakness
 from engine.config import BrandConfig, Config
 from engine.delivery.tokens import BadToken, BadTokenReason, read_unsubscribe_token
 from engine.ingest.routes import ingest_routes
@@ -36,7 +37,6 @@ from engine.telemetry.metrics import CONTENT_TYPE_LATEST, Metrics
 
 logger = logging.getLogger("engine.api")  # the name operators filter on; kept across moves
 
-DEFAULT_SECRET = "change-me"
 GUIDES_DISABLED = "guide API disabled: set api.api_keys"
 REASON_LIMIT = 200  # characters of the database's message a failed readiness check shows
 UserId = Annotated[str, Path(description="the user id the product identifies users by")]
@@ -99,8 +99,9 @@ def create_app(
     without one the API exports its own (ingestion only). `not_ready`: the daemon's own
     reason not to take traffic (shutting down), checked by /readyz with the database."""
     metrics = metrics or Metrics()
-    if config.api.secret_key == DEFAULT_SECRET:
-        logger.warning("api.secret_key is the default: unsubscribe links can be forged")
+    weak = weakness(config.api.secret_key)
+    if weak is not None:  # `run` and `api` refuse it outside development (signing_key)
+        logger.warning("%s: unsubscribe links can be forged", weak)
     app = FastAPI(
         title="lifecycle API",
         version=__version__,
@@ -183,7 +184,7 @@ def _unsubscribe_routes(reads: Reads, guides: Guides, config: Config, clock: Clo
     secret = config.api.secret_key
     max_age = config.api.unsubscribe_max_age.total_seconds()
     html_errors: dict[int | str, dict[str, Any]] = {
-        400: {"description": "the link is invalid or expired"},
+        400: {"description": "the link is invalid, expired or dated in the future"},
         404: {"description": "the link names an unknown user"},
     }
 
@@ -253,6 +254,12 @@ class Pages:
         if reason == "expired":
             title = "This unsubscribe link has expired"
             text = "Unsubscribe links only work for a while. Use the link in a recent email"
+        elif reason == "future":
+            title = "This unsubscribe link is not valid yet"
+            text = (
+                "It is dated in the future: the clock of the server that sent it is wrong. "
+                "Try again later"
+            )
         else:
             title = "This unsubscribe link is invalid"
             text = "The link may have been cut short or changed. Copy the whole link"

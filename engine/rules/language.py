@@ -35,7 +35,7 @@ from engine.durations import parse_duration
 from engine.errors import Problem, RuleError
 from engine.model import ACCOUNT_CREATED, ACTIVATED, SIGNED_UP
 from engine.rules.quiet_hours import QuietHours
-from engine.rules.yamlsource import Located, load_yaml
+from engine.rules.yamlsource import Located, load_yaml, read_source
 
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
 Number = StrictInt | StrictFloat
@@ -390,7 +390,10 @@ def load_rules(
     rules: list[Rule] = []
     sources: dict[str, tuple[str, int]] = {}
     for path in rule_files(directory):
-        text = path.read_text(encoding="utf-8")
+        text = read_source(path)
+        if isinstance(text, Problem):
+            problems.append(text)
+            continue
         file_rules, file_problems = parse_rule_file(
             text, str(path), templates=templates, activation_event=activation_event
         )
@@ -503,6 +506,7 @@ def _located_problems(
     return problems
 
 
+_KEY_MARK = "[key]"  # pydantic's last `loc` part when a dict key fails validation
 _UNION_TAG = re.compile(r"^(str|int|float|bool|Since|function-before\[.*\]|function-after\[.*\])$")
 
 
@@ -534,5 +538,10 @@ def _message(error: Any, loc: tuple[object, ...]) -> str:
         if isinstance(error["input"], bool) and kind.startswith("string"):
             text += " (YAML reads yes/no/on/off/true/false as booleans: quote the value)"
     if kind == "string_pattern_mismatch":
-        text = f"{error['input']!r} must match [a-z0-9_-]+"
+        # The pattern the field really has (ids and trait keys differ), without its anchors.
+        pattern = str(error.get("ctx", {}).get("pattern", "")).removeprefix("^").removesuffix("$")
+        text = f"{error['input']!r} must match {pattern}"
+        if loc and loc[-1] == _KEY_MARK:  # a mapping's key, not its value, is wrong
+            field = ".".join(str(p) for p in loc[:-2])
+            text = f"key {text}"
     return f"{field}: {text}" if field else text

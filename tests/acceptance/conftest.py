@@ -23,6 +23,9 @@ from tests.smtp_fixtures import smtp_certs, smtp_server, smtp_tls_server
 __all__ = ["smtp_certs", "smtp_server", "smtp_tls_server"]
 
 DATA = Path(__file__).parent / "data"
+# A key as an operator would set one: the shipped `dev-only-change-me` is a check warning
+# (tests/security/test_secret_key.py replays it), which would blur what other tests check.
+TEST_SECRET_KEY = "acceptance-tests-signing-key-0123456789abcdef"
 
 
 @dataclass
@@ -70,10 +73,12 @@ class Project:
 def make_project(
     directory: Path, database_url: str, rules: Path | None = None, **sections: Any
 ) -> Project:
-    """The shipped config with this database and rule directory; `sections` are merged
-    over the config's sections (e.g. `mail={"transport": "smtp"}`)."""
+    """The shipped config with this database and rule directory, and a strong secret key
+    (TEST_SECRET_KEY); `sections` are merged over the config's sections (e.g.
+    `mail={"transport": "smtp"}`)."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["database"]["url"] = database_url
+    config["api"]["secret_key"] = TEST_SECRET_KEY
     for name, values in sections.items():
         config[name] = {**config.get(name, {}), **values}
     config["paths"] = {"rules": str(rules or ROOT / "rules"), "templates": str(ROOT / "templates")}
