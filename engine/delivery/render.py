@@ -1,4 +1,5 @@
-"""Email rendering: Jinja2's sandbox, StrictUndefined, autoescape for HTML only.
+"""Email rendering: Jinja2's sandbox, StrictUndefined, autoescape for HTML only, each email
+bounded in time and size (engine.delivery.bounds): one template cannot hang the dispatch.
 
 A template is a directory `templates/<name>/` with `subject.txt`, `body.txt` and `body.html`.
 Plain dicts in, never ORM objects or rows."""
@@ -12,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
 
+from engine.delivery.bounds import BoundedEnvironment, RenderLimits
 from engine.errors import TemplateError as RenderError
 from engine.model import USER_FIELDS
 
@@ -41,20 +42,30 @@ def template_names(directory: Path) -> set[str]:
 
 
 class Renderer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, limits: RenderLimits | None = None) -> None:
         self.directory = directory
-        self.env = SandboxedEnvironment(
+        self.env = BoundedEnvironment(
             loader=FileSystemLoader(str(directory)),
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html",), default=False),
             keep_trailing_newline=True,
+            limits=limits,
         )
 
     def names(self) -> set[str]:
         return template_names(self.directory)
 
     def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
-        """Render all three parts; raise RenderError naming the template, part and cause."""
+        """Render all three parts; raise RenderError naming the template, part and cause.
+        The three parts share one deadline (RenderLimits.seconds)."""
+        with self.env.deadline():
+            out = self._render_parts(name, context)
+        subject = " ".join(out["subject.txt"].split())
+        if not subject:
+            raise RenderError(f"{name}/subject.txt: the subject rendered empty")
+        return RenderedEmail(subject, out["body.txt"].strip() + "\n", out["body.html"])
+
+    def _render_parts(self, name: str, context: Mapping[str, Any]) -> dict[str, str]:
         out = {}
         for part in PARTS:
             path = f"{name}/{part}"
@@ -65,10 +76,7 @@ class Renderer:
                 where = f"{path}:{line}" if line else path
                 text = exc.message if isinstance(exc, TemplateError) else str(exc)
                 raise RenderError(f"{where}: {type(exc).__name__}: {text}") from exc
-        subject = " ".join(out["subject.txt"].split())
-        if not subject:
-            raise RenderError(f"{name}/subject.txt: the subject rendered empty")
-        return RenderedEmail(subject, out["body.txt"].strip() + "\n", out["body.html"])
+        return out
 
 
 def _template_line(exc: BaseException, path: str) -> int | None:

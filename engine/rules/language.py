@@ -542,6 +542,6 @@ def _message(error: Any, loc: tuple[object, ...]) -> str:
         pattern = str(error.get("ctx", {}).get("pattern", "")).removeprefix("^").removesuffix("$")
         text = f"{error['input']!r} must match {pattern}"
         if loc and loc[-1] == _KEY_MARK:  # a mapping's key, not its value, is wrong
-            field = ".".join(str(p) for p in loc[:-2])
+            field = ".".join(str(p) for p in loc[:-1])
             text = f"key {text}"
     return f"{field}: {text}" if field else text
