@@ -63,7 +63,7 @@ def friendly_errors(command: F) -> F:
             return command(*args, **kwargs)
         except ProblemsError as exc:
             for problem in exc.problems:
-                # Escaped: problems quote patterns such as `[a-z0-9_-]+`, which rich takes for markup.
+                # Escaped: problems quote patterns (`[a-z0-9_-]+`), which rich reads as markup.
                 err.print(f"[red]error[/]: {escape(str(problem))}", highlight=False, soft_wrap=True)
             sys.exit(1)
         except LifecycleError as exc:

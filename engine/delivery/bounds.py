@@ -30,8 +30,8 @@ from types import FrameType, GeneratorType
 from typing import Any
 
 from jinja2 import nodes
-from jinja2.nodes import EvalContext
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -154,7 +154,7 @@ class BoundedEnvironment(SandboxedEnvironment):
         return self._weighed(result, f"the operator {operator!r}")
 
     def call(
-        __self,  # noqa: N805 - Jinja's signature: `self` may be a keyword of the call
+        __self,
         __context: Context,
         __obj: Any,
         *args: Any,
@@ -185,7 +185,7 @@ class BoundedEnvironment(SandboxedEnvironment):
         self._refuse_over(sum(weight(p, self.limits.max_chars) for p in parts), "'~'")
         return join(parts)
 
-    def concat(self, parts: Iterable[str]) -> str:  # type: ignore[override]
+    def concat(self, parts: Iterable[str]) -> str:
         """A part's whole output (and a captured block's): bounded as it is produced. The
         error is thrown into the template's generator, so it names the template line."""
         out: list[str] = []
@@ -275,7 +275,7 @@ def _leaf(value: Any) -> int:
     """Characters a scalar becomes as a string, roughly."""
     if isinstance(value, str | bytes):
         return len(value)
-    if _ints(value):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value.bit_length() * 3 // 10 + 1  # decimal digits
     return 24 if isinstance(value, float) else 1
 
@@ -295,6 +295,10 @@ def _ints(*values: Any) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
+def _int_values(values: Iterable[Any]) -> list[int]:
+    return [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+
+
 def _int_bits(operator: str, left: int, right: int) -> int:
     if operator == "*":
         return left.bit_length() + right.bit_length()
@@ -307,7 +311,7 @@ def _binop_estimate(operator: str, left: Any, right: Any) -> int:
     budget = 1 << 62
     if operator == "*":
         for seq, times in ((left, right), (right, left)):
-            if _is_sequence(seq) and _ints(times):
+            if _is_sequence(seq) and isinstance(times, int) and not isinstance(times, bool):
                 return max(times, 0) * weight(seq, budget)
         return 0
     if operator == "+" and _is_sequence(left) and _is_sequence(right):
@@ -343,9 +347,9 @@ def _call_estimate(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> i
         return 0
     values = [*args, *kwargs.values()]
     if name in _GROWING_STR_METHODS:
-        return max([len(owner), *(v for v in values if _ints(v))])
+        return max([len(owner), *_int_values(values)])
     if name == "expandtabs":
-        size = next((v for v in values if _ints(v)), 8)
+        size = next(iter(_int_values(values)), 8)
         return len(owner) + owner.count("\t") * max(size, 0)
     if name == "join" and args:
         return _join_estimate(args[0], owner)
@@ -386,13 +390,13 @@ def _filter_estimate(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     value = values[0] if values else None
     rest = [*values[1:], *named]
     if name == "center":
-        return max([base, *(v for v in rest if _ints(v))])
+        return max([base, *_int_values(rest)])
     if name == "indent" and isinstance(value, str):
-        width = next((v for v in rest if _ints(v)), 4)
-        width = len(width) if isinstance(width, str) else width
+        given = rest[0] if rest else 4  # a number of spaces, or the string to indent with
+        width = len(given) if isinstance(given, str) else next(iter(_int_values([given])), 4)
         return len(value) + (value.count("\n") + 1) * max(width, 0)
     if name in ("batch", "slice"):
-        return max([base, *(v for v in rest[:1] if _ints(v))])
+        return max([base, *_int_values(rest[:1])])
     if name == "join" and value is not None:
         separator = rest[0] if rest else ""
         return _join_estimate(value, separator)

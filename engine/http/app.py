@@ -25,8 +25,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import __version__
-from engine.clock import Clock, isoformat
 from engine.app.signing_key import weakness
+from engine.clock import Clock, isoformat
 from engine.config import BrandConfig, Config
 from engine.delivery.tokens import BadToken, BadTokenReason, read_unsubscribe_token
 from engine.ingest.routes import ingest_routes

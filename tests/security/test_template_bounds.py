@@ -15,17 +15,19 @@ import yaml
 from tests.acceptance.conftest import Project, make_project, project
 from tests.conftest import _truncate
 
-__all__ = ["project", "_truncate"]
+__all__ = ["_truncate", "project"]
 
-LOOP = (
-    "{% set r = range(10000) %}{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}"
-)
-BODY = """\
+LOOP = "{% set r = range(10000) %}{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}"
+BODY = (
+    """\
 Hello {{ user.id }}
-{% if user.traits.get("trap") == "loop" %}""" + LOOP + """{% endif %}
+{% if user.traits.get("trap") == "loop" %}"""
+    + LOOP
+    + """{% endif %}
 {% if user.traits.get("trap") == "huge" %}{{ ('a' * 999999999)|length }}{% endif %}
 Unsubscribe: {{ unsubscribe_url }}
 """
+)
 USERS = ["u1", "u2-loop", "u3", "u4-huge", "u5"]
 AT = "2026-03-10T12:00:00Z"
 

@@ -50,7 +50,7 @@ def test_a_weak_key_is_an_error_outside_loopback(host: str | None, public_url: s
     assert result.severity == "error"
     assert "LIFECYCLE_API__SECRET_KEY" in result.message
     assert "secrets.token_urlsafe(32)" in result.message
-    with pytest.raises(LifecycleError, match="refusing to start: api.secret_key is the example"):
+    with pytest.raises(LifecycleError, match=r"refusing to start: api\.secret_key is the example"):
         require_signing_key(settings, host)
 
 
