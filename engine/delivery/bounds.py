@@ -95,21 +95,12 @@ class BoundedEnvironment(SandboxedEnvironment):
             return
         state.at, state.seconds = time.monotonic() + self.limits.seconds, self.limits.seconds
         previous = sys.gettrace()
-        sys.settrace(self._trace)  # this thread only; a debugger's tracer comes back after
+        sys.settrace(_tracer(self, state))  # this thread only; a debugger's comes back after
         try:
             yield
         finally:
             sys.settrace(previous)
             state.at = None
-
-    def _trace(self, frame: FrameType, event: str, arg: Any) -> Any:
-        self._tick()
-        # Lines are traced in the template's own code only: a pure loop has no call to see.
-        return self._trace_lines if frame.f_globals.get("environment") is self else None
-
-    def _trace_lines(self, frame: FrameType, event: str, arg: Any) -> Any:
-        self._tick()
-        return self._trace_lines
 
     def _tick(self) -> None:
         state = self._deadline
@@ -215,6 +206,34 @@ class BoundedEnvironment(SandboxedEnvironment):
             return self._weighed(function(*args, **kwargs), f"the filter {name!r}")
 
         return bounded
+
+
+TraceFunction = Callable[[FrameType, str, Any], Any]
+
+
+def _tracer(env: BoundedEnvironment, state: _Deadline) -> TraceFunction:
+    """The trace function of one render: it sees every Python call, and every line of the
+    template's own compiled code (a pure loop makes no call). Closures and a local
+    countdown, as it runs at every event: a few times the cost of rendering, not more."""
+    countdown = CHECK_EVERY  # the countdown is inlined: a call per event would double the cost
+
+    def lines(frame: FrameType, event: str, arg: Any) -> TraceFunction:
+        nonlocal countdown
+        countdown -= 1
+        if countdown <= 0:
+            countdown = CHECK_EVERY
+            state.check()
+        return lines
+
+    def calls(frame: FrameType, event: str, arg: Any) -> TraceFunction | None:
+        nonlocal countdown
+        countdown -= 1
+        if countdown <= 0:
+            countdown = CHECK_EVERY
+            state.check()
+        return lines if frame.f_globals.get("environment") is env else None
+
+    return calls
 
 
 class _BoundedCodeGenerator(CodeGenerator):

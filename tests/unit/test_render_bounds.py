@@ -115,7 +115,8 @@ def test_the_deadline_is_per_render(tmp_path: Path) -> None:
     body = "{% for u in user.numbers %}{% for v in user.numbers %}{% endfor %}{% endfor %}"
     slow = renderer(tmp_path, body)
     many = {"id": "u1", "numbers": list(range(100_000))}
+    before = sys.gettrace()
     with pytest.raises(TemplateError, match=r"rendering took longer than 0\.5s"):
         slow.render("t", {"user": many})
-    assert sys.gettrace() is None or sys.gettrace() is not slow.env._trace
+    assert sys.gettrace() is before
     assert slow.render("t", {"user": {"id": "u2", "numbers": [1, 2]}}).text == "first line\n"
