@@ -202,6 +202,8 @@ def explain_json(explanation: Explanation) -> dict[str, Any]:
         "planned": None
         if planned is None
         else {
+            "subject": planned.subject,
+            "occurrence": planned.occurrence,
             "status": planned.status.value,
             "reason": planned.reason,
             "fire_at": isoformat(planned.fire_at),

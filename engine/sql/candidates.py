@@ -33,7 +33,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.sql.expression import FromClause, Subquery
 
 from engine.rules.conditions import Kind
 from engine.rules.language import EventItem, Ops, Rule
@@ -278,8 +278,14 @@ def _source(compiled: Compiled) -> FromClause:
 
 
 def _chosen_members(compiled: Compiled) -> Select[Any]:
-    """Per account, the member a `once_per: account` rule fires for: the earliest-signed-up
-    member for whom it fires, ties by id (`reference.signup_order`)."""
+    """Per account, the member a `once_per: account` rule fires for."""
+    ranked = ranked_members(compiled)
+    return select(ranked.c.member_id).where(ranked.c.rank == 1)
+
+
+def ranked_members(compiled: Compiled) -> Subquery:
+    """The members for whom the compiled rule matches, ranked per subject (account): the
+    earliest-signed-up first, ties by id (`reference.signup_order`); rank 1 is chosen."""
     rank = (
         func.row_number()
         .over(
@@ -289,14 +295,13 @@ def _chosen_members(compiled: Compiled) -> Select[Any]:
         .label("rank")
     )
     matched = (*compiled.anchor_match, *(clause for _, clause in compiled.conditions))
-    ranked = (
-        select(users.c.id.label("member_id"), rank)
+    return (
+        select(users.c.id.label("member_id"), compiled.subject.label("subject"), rank)
         .select_from(_source(compiled))
         .where(*matched)
         .correlate(None)
         .subquery("ranked")
     )
-    return select(ranked.c.member_id).where(ranked.c.rank == 1)
 
 
 def _audience(rule: Rule) -> list[Condition]:
@@ -405,7 +410,7 @@ def _member_events(
     seen, member = events.alias(), users.alias("member")
     return (
         head.select_from(seen.join(member, member.c.id == seen.c.user_id))
-        .where(member.c.account_id == users.c.account_id, *_item_window(item, seen, anchor_at, now))
+        .where(member.c.account_id == users.c.account_id, *item_window(item, seen, anchor_at, now))
         .correlate_except(seen, member)
     )
 
@@ -414,10 +419,10 @@ def item_events(
     item: EventItem, seen: FromClause, anchor_at: ColumnElement[Any], now: datetime
 ) -> list[ColumnElement[bool]]:
     """The user's events that a done/not_done item sees."""
-    return [seen.c.user_id == users.c.id, *_item_window(item, seen, anchor_at, now)]
+    return [seen.c.user_id == users.c.id, *item_window(item, seen, anchor_at, now)]
 
 
-def _item_window(
+def item_window(
     item: EventItem, seen: FromClause, anchor_at: ColumnElement[Any], now: datetime
 ) -> list[ColumnElement[bool]]:
     start: ColumnElement[Any] | datetime = anchor_at if item.within is None else now - item.within

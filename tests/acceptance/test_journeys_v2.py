@@ -88,3 +88,27 @@ def test_a_lapsed_data_engineer_is_won_back_and_checked_in_on(loaded: Project) -
     assert (row["user_id"], row["fire_at"]) == ("carl", iso(days=34))
     (check_in,) = dry(loaded, iso(days=30, minutes=1), "data-engineer-month-after-activation")
     assert (check_in["user_id"], check_in["fire_at"]) == ("carl", iso(days=30))
+
+
+def test_explain_names_the_account_facts_and_the_member_it_picks(loaded: Project) -> None:
+    rule, at = "trial-account-no-workflow-day3", iso(days=3, minutes=1)
+    ada = loaded.json("explain", "--rule", rule, "--user", "ada", "--at", at)
+    assert ada["fires"] is True
+    assert ada["planned"]["subject"] == "account:acme"
+    checks = {c["name"]: (c["ok"], c["detail"]) for c in ada["conditions"]}
+    assert checks["audience.account.plan"] == (
+        True,
+        "account acme's trait plan is 'trial'; wants 'trial'",
+    )
+    assert checks["account_member"] == (
+        True,
+        "the earliest-signed-up matching member of account acme",
+    )
+    bo = loaded.json("explain", "--rule", rule, "--user", "bo", "--at", at)
+    assert bo["fires"] is False
+    assert bo["verdict"].endswith(
+        "account acme fires for ada, its earliest-signed-up matching member"
+    )
+    text = loaded.run("explain", "--rule", rule, "--user", "bo", "--at", at).stdout
+    assert "account_not_done[0]" in text
+    assert "no workflow_run by members of account acme" in text
