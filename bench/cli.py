@@ -22,8 +22,8 @@ from bench.handsql import check_against
 from bench.machine import Machine
 from bench.per_rule import per_rule
 from bench.reference_run import disagreements, run_reference
-from bench.retention import Dataset
 from bench.results import DbResult, print_report, write_json
+from bench.retention import Dataset
 from bench.scale import run_scale, sizes
 from bench.scale_report import print_scale, write_scale_json
 from bench.timing import peak_rss_mb, timed
@@ -161,9 +161,7 @@ def bench_database(
             app.store.engine.dispose()
 
 
-def _measure(
-    app: App, population: Dataset, args: argparse.Namespace, console: Console
-) -> DbResult:
+def _measure(app: App, population: Dataset, args: argparse.Namespace, console: Console) -> DbResult:
     check_against(app.rules, app.config.defaults.guide_ttl)
     engine = app.store.engine
     loaded = _load(app, population, console)
