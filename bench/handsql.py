@@ -426,7 +426,7 @@ HAND_RULES: tuple[HandRule, ...] = (
         guide_ttl=None,
         conditions=(
             'persona {"eq": "data_engineer"}',
-            "'done workflow_run within 74d count {\"gte\": 3}'",
+            'done workflow_run within 74d count {"gte": 3}',
         ),
         select=_both(WIN_BACK),
         anchor="workflow_run",
