@@ -50,7 +50,8 @@ class HandRule:
     occurrence: str = "first"
     once_per: str = "user"
     repeat_after: timedelta | None = None
-    # Extra datetime parameters: `:name` binds `now - value` (recency windows, re-entry).
+    # The recency windows: `:name` binds `now - value` (each a `within` of the rule's items);
+    # `:repeat_since` binds `now - repeat_after`.
     before_now: tuple[tuple[str, timedelta], ...] = ()
 
 
@@ -432,7 +433,7 @@ HAND_RULES: tuple[HandRule, ...] = (
         anchor="workflow_run",
         occurrence="last",
         repeat_after=30 * D,
-        before_now=(("runs_since", 74 * D), ("repeat_since", 30 * D)),
+        before_now=(("runs_since", 74 * D),),
     ),
     HandRule(
         "trial-account-no-workflow-day3",
@@ -553,7 +554,7 @@ class Statement:
 
 def _statement(sql: str, rule: HandRule) -> Statement:
     """A text() statement whose datetime parameters bind like the engine's columns."""
-    known = (*DATETIME_PARAMS, *(name for name, _ in rule.before_now))
+    known = (*DATETIME_PARAMS, "repeat_since", *(name for name, _ in rule.before_now))
     names = tuple(name for name in known if f":{name}" in sql)
     clause = text(sql).bindparams(*[bindparam(name, type_=UTCDateTime()) for name in names])
     return Statement(clause, names)
@@ -581,6 +582,7 @@ def _params(rule: HandRule, now: datetime) -> dict[str, datetime | None]:
         "earliest": latest - rule.expires,
         "latest": latest,
         "guide_expires_at": now + ttl if ttl is not None else None,
+        "repeat_since": now - rule.repeat_after if rule.repeat_after is not None else None,
         **{name: now - before for name, before in rule.before_now},
     }
 
@@ -632,13 +634,28 @@ def _rule_problems(hand: HandRule, rules: RuleSet, default_guide_ttl: timedelta)
         "since": (rule.when.anchor_name, hand.anchor),
         "since.occurrence": (rule.when.occurrence, hand.occurrence),
         "once_per": (rule.once_per, hand.once_per),
+        "since.key": (rule.when.occurrence_key, None),  # no hand SQL names occurrences by key
         "repeat_after": (rule.repeat_after, hand.repeat_after),
         "conditions": (conditions(rule), hand.conditions),
     }
-    return [
+    problems = [
         f"{hand.id}: {name} is {yaml!r} in the YAML but {mine!r} in the hand SQL"
         for name, (yaml, mine) in pairs.items()
         if yaml != mine
+    ]
+    return problems + _window_problems(hand, rule)
+
+
+def _window_problems(hand: HandRule, rule: Rule) -> list[str]:
+    """Each recency window the hand SQL binds is a `within` of one of the rule's items."""
+    when = rule.when
+    items = (*when.not_done, *when.done, *when.account_not_done, *when.account_done)
+    withins = {item.within for item in items}
+    return [
+        f"{hand.id}: :{name} is now - {before} in the hand SQL, but no item of the YAML has "
+        f"that `within`"
+        for name, before in hand.before_now
+        if before not in withins
     ]
 
 

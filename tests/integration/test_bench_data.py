@@ -16,12 +16,13 @@ from bench.bulkload import load_part
 from bench.databases import LedgerKeys, ledger_keys, reset_ledger
 from bench.dataset import NOW as BENCH_NOW
 from bench.dataset import load, make_population
-from bench.engine_run import open_engine
+from bench.engine_run import ROOT, open_engine
 from bench.errors import BenchError
 from bench.hand_run import verify
 from bench.handsql import check_against, compile_pack, run_pack
 from bench.stream import HISTORY_EVENT, Shape, stream
 from engine.app.wiring import App
+from engine.rules.language import RuleSet, load_rules
 from engine.store import Store
 from engine.whatif.population import Population, generate
 
@@ -147,3 +148,29 @@ def test_a_mismatch_fails_loudly() -> None:
     one = ("win-back-lapsed-data-engineer", "u1", "", "u1")
     with pytest.raises(BenchError, match="different ledger rows"):
         verify({one}, {one, (*one[:2], "#2", "u1")}, "sqlite")
+
+
+def test_the_hand_sql_refuses_a_pack_it_was_not_written_from() -> None:
+    rules = load_rules(
+        ROOT / "rules", default_expires=timedelta(days=3), activation_event="workflow_run"
+    )
+    check_against(rules, timedelta(days=7))
+    win_back = rules.get(V2_RULES[0])
+    (runs,) = win_back.when.done
+    drifted = win_back.model_copy(
+        update={
+            "repeat_after": timedelta(days=20),
+            "when": win_back.when.model_copy(
+                update={"done": (runs.model_copy(update={"within": timedelta(days=60)}),)}
+            ),
+        }
+    )
+    pack = RuleSet(
+        tuple(drifted if r.id == drifted.id else r for r in rules.rules), dict(rules.sources)
+    )
+
+    with pytest.raises(BenchError) as raised:
+        check_against(pack, timedelta(days=7))
+
+    message = str(raised.value)
+    assert all(word in message for word in ("repeat_after", "conditions", ":runs_since"))
