@@ -67,7 +67,7 @@ class Compiled:
 
     anchor: FromClause | None  # the anchor events alias; None when anchored on a signup
     anchor_at: ColumnElement[Any]
-    anchor_match: tuple[ColumnElement[bool], ...]  # picks the user's anchor event(s)
+    anchor_match: tuple[ColumnElement[bool], ...]  # picks the anchor event(s), or narrows early
     conditions: tuple[Condition, ...]
     subject: ColumnElement[Any]
     occurrence: ColumnElement[Any]
@@ -107,6 +107,7 @@ def compile_rule(rule: Rule, now: datetime) -> Compiled:
     elif rule.when.anchored_on_account:
         anchor_at = account_created()
         present = anchor_at.is_not(None)
+        match = (_account_created_between(earliest, latest),)
     else:
         anchor = events.alias("anchor")
         anchor_at = anchor.c.occurred_at
@@ -153,6 +154,23 @@ def account_created() -> ColumnElement[Any]:
         .scalar_subquery()
     )
     return case((users.c.account_id.is_(None), users.c.signed_up_at), else_=first)
+
+
+def _account_created_between(earliest: datetime, latest: datetime) -> ColumnElement[bool]:
+    """Implied by the window on `account_created()`, but sargable: the account's first
+    member signed up in the window, so some member did. Without it, the database computes
+    every user's account creation (a subquery per user) to find the few in the window; with
+    it, the signup index finds the accounts first."""
+    member = users.alias("window_member")
+    in_window = member.c.signed_up_at.between(earliest, latest)
+    return or_(
+        and_(users.c.account_id.is_(None), users.c.signed_up_at.between(earliest, latest)),
+        users.c.account_id.in_(
+            select(member.c.account_id)
+            .where(in_window, member.c.account_id.is_not(None))
+            .correlate_except(member)
+        ),
+    )
 
 
 def _anchor_match(rule: Rule, anchor: FromClause, now: datetime) -> tuple[ColumnElement[bool], ...]:
