@@ -226,7 +226,10 @@ class ApiConfig(_Section):
     port: int = Field(default=8000, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str = "change-me"
-    api_keys: list[str] = Field(default_factory=list)  # for the guide API (the frontend)
+    api_keys: list[str] = Field(default_factory=list)  # server keys: every user's guides
+    # Per-user guide tokens (`lifecycle guide-token`), signed with secret_key: what a browser
+    # holds instead of a key. Off by default, so that the shipped secret opens nothing.
+    guide_tokens: bool = False
     write_keys: list[str] = Field(default_factory=list)  # for event ingestion
     unsubscribe_max_age: Duration = timedelta(days=180)
     # Ingestion requests per second per write key (a token bucket); None: no limit.
