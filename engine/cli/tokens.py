@@ -12,7 +12,7 @@ import click
 from engine.cli.base import State, cli, err, friendly_errors
 from engine.clock import SystemClock, isoformat
 from engine.durations import parse_duration
-from engine.errors import DurationError
+from engine.errors import DurationError, LifecycleError
 from engine.http.tokens import guide_token
 
 
@@ -48,6 +48,8 @@ def guide_token_command(state: State, user_id: str, ttl: timedelta, fmt: str) ->
     if not user_id:
         raise click.BadParameter("give a user id (the id the product identifies users by)")
     config = state.config()
+    if not config.api.secret_key:
+        raise LifecycleError("api.secret_key is empty: set it to a long random secret first")
     expires_at = SystemClock().now() + ttl
     token = guide_token(config.api.secret_key, user_id, expires_at)
     if not config.api.guide_tokens:

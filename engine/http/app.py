@@ -338,14 +338,15 @@ def guide_access(config: Config, clock: Clock) -> Callable[..., None]:
             raise HTTPException(503, GUIDES_DISABLED)
         given = header_key or (bearer.credentials if bearer else None)
         if not given:
-            message = "missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"
+            bearer_of = "<key>" if secret is None else "<key or user token>"
+            message = f"missing API key: send Authorization: Bearer {bearer_of} or X-API-Key: <key>"
             raise _unauthorized(message)
         if key_matches(given, expected):
             return
         if secret is None:
             raise _unauthorized("invalid API key")
         if _token_user(secret, given, clock) != user_id:
-            # Not the other user's id: a token holder learns nothing about anyone else.
+            # The message names neither user: a token holder learns nothing about another.
             raise HTTPException(403, "this token is for another user")
 
     return require_access

@@ -257,3 +257,11 @@ def test_lifecycle_guide_token_warns_when_tokens_are_off(project: Project) -> No
     assert result.returncode == 0, result.stderr
     assert "api.guide_tokens" in result.stderr
     assert result.stdout.strip()
+
+
+def test_lifecycle_guide_token_refuses_an_empty_secret(project: Project) -> None:
+    result = lifecycle(project, "guide-token", "alice", LIFECYCLE_API__SECRET_KEY="")
+    assert result.returncode == 1
+    assert "error: api.secret_key is empty" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
