@@ -459,6 +459,8 @@ def _target(keys: tuple[str, ...]) -> Kind:
         if node == "mapping":  # any name (links): it holds a single value
             node = "value"
             continue
+        if node == "list":
+            raise ValueError(f"{'.'.join(keys[:depth])!r} is a list: set it whole, as JSON")
         if not isinstance(node, type):
             raise ValueError(f"{'.'.join(keys[:depth])!r} is a single value, not a section")
         field = _field(node, key)

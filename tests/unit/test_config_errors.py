@@ -74,6 +74,12 @@ def test_a_key_below_a_single_value_is_an_error(tmp_path: Path) -> None:
     ]
 
 
+def test_an_item_of_a_list_is_an_error_saying_to_set_the_list(tmp_path: Path) -> None:
+    assert errors(write(tmp_path), {"LIFECYCLE_API__API_KEYS__0": "k"}) == [
+        "environment LIFECYCLE_API__API_KEYS__0: 'api.api_keys' is a list: set it whole, as JSON"
+    ]
+
+
 def test_an_empty_key_is_an_error(tmp_path: Path) -> None:
     [problem] = errors(write(tmp_path), {"LIFECYCLE_API____PORT": "1"})
     assert problem.startswith("environment LIFECYCLE_API____PORT: empty key")
