@@ -186,7 +186,8 @@ def _json_lines(lines: Iterable[str]) -> Iterator[Line]:
             yield Line(number, blank=True)
             continue
         try:
-            yield Line(number, decode_json(text))
+            # A bad number stays in place, for parse_message to name its field.
+            yield Line(number, decode_json(text, mark_numbers=True))
         except SegmentError as exc:
             yield Line(number, problem=str(exc))
 

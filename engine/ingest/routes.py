@@ -34,6 +34,7 @@ from engine.ingest.segment import (
     SegmentError,
     TraitMapping,
     decode_json,
+    number_problem,
     parse_sent_at,
 )
 from engine.store.people import People
@@ -220,6 +221,10 @@ def _messages(body: dict[str, Any], call: str | None) -> tuple[list[Any], dateti
     batch = body.get("batch")
     if not isinstance(batch, list):
         raise Refused(400, "batch: required, a list of messages")
+    # A bad number beside the batch belongs to no message: it fails the request.
+    problem = number_problem({k: v for k, v in body.items() if k != "batch"})
+    if problem is not None:
+        raise Refused(400, f"body: {problem}")
     return batch, sent_at
 
 
@@ -286,7 +291,8 @@ def decompress(raw: bytes, encoding: str | None, limit: int) -> bytes:
 
 def decode_body(data: bytes) -> dict[str, Any]:
     try:
-        body = decode_json(data)
+        # A bad number stays in place, to reject the message holding it and keep the others.
+        body = decode_json(data, mark_numbers=True)
     except SegmentError as exc:
         raise Refused(400, f"body: {exc}") from None
     if not isinstance(body, dict):
