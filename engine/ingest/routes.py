@@ -185,6 +185,7 @@ class Ingestion:
             headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
             return refusal(503, message, headers=headers)
         logger.debug("ingestion: stored %s", stored)
+        rejected = sorted([*rejected, *stored.refused], key=lambda r: r.index)
         if self.metrics is not None:
             self.metrics.ingested.labels("users").inc(stored.users)
             self.metrics.ingested.labels("events").inc(stored.events)
