@@ -65,8 +65,23 @@ class RejectedMessage(BaseModel):
     error: str = Field(description="why, naming the field at fault")
 
 
+# Segment's client libraries read `code` and `message` off an error: the legacy
+# analytics-python (and RudderStack's fork of it) fail with KeyError('code') without them,
+# and then retry a 400 that can never succeed.
+CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
 class IngestError(BaseModel):
     success: Literal[False] = False
+    code: str = Field(description="the kind of error, e.g. invalid_request (Segment's clients)")
+    message: str = Field(description="the same as `error` (Segment's clients read this one)")
     error: str = Field(description="what went wrong, for a person to read")
     rejected: list[RejectedMessage] = Field(
         default_factory=list, description="each invalid message; the valid ones were stored"
@@ -245,7 +260,10 @@ def refusal(
     rejected: Sequence[Rejected] = (),
 ) -> JSONResponse:
     body = IngestError(
-        error=message, rejected=[RejectedMessage(index=r.index, error=r.error) for r in rejected]
+        code=CODES.get(status, "error"),
+        message=message,
+        error=message,
+        rejected=[RejectedMessage(index=r.index, error=r.error) for r in rejected],
     )
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Basic realm="lifecycle"'}

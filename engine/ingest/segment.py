@@ -243,19 +243,33 @@ def _id(message: dict[str, Any], field: str, value: Any) -> str | None:
 
 
 def _identify(user_id: str, message: dict[str, Any], mapping: TraitMapping) -> UserUpsert:
-    rest = dict(_object(message, "traits"))
+    context = _object(message, "context")
+    # RudderStack's SDKs send identify traits only in context.traits; top-level traits win.
+    rest = {**_object(context, "traits", "context.traits"), **_object(message, "traits")}
     columns: dict[str, Any] = {}
     for column in COLUMNS:
         value = _take(rest, getattr(mapping, column))
-        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
-            raise SegmentError(f"traits.{column}: must be a string, got {value!r}")
-        text = str(value) if value is not None else None
-        if text is not None and len(text) > LENGTHS[column]:
-            raise SegmentError(f"traits.{column}: longer than {LENGTHS[column]} characters")
-        columns[column] = text
+        columns[column] = _column_text(value, column, f"traits.{column}")
+    if columns["timezone"] is None:  # the device's zone, as Segment's and Rudder's SDKs send it
+        columns["timezone"] = _column_text(context.get("timezone"), "timezone", "context.timezone")
+    locale = context.get("locale")
+    if isinstance(locale, str) and locale.strip() and "locale" not in rest:
+        rest["locale"] = locale  # no column for it: a trait, as templates and rules read traits
     created = _take(rest, mapping.signed_up_at)
     signed_up_at = _instant(created, "traits.createdAt") if created is not None else None
     return UserUpsert(id=user_id, traits=rest, signed_up_at=signed_up_at, **columns)
+
+
+def _column_text(value: Any, column: str, field: str) -> str | None:
+    """A value for a user column: a string or an integer, within the column's width."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise SegmentError(f"{field}: must be a string, got {value!r}")
+    text = str(value)
+    if len(text) > LENGTHS[column]:
+        raise SegmentError(f"{field}: longer than {LENGTHS[column]} characters")
+    return text
 
 
 def _take(traits: dict[str, Any], names: tuple[str, ...]) -> Any:
@@ -323,10 +337,11 @@ def _view(kind: str, user_id: str, message: dict[str, Any], occurred_at: datetim
     )
 
 
-def _object(message: dict[str, Any], field: str) -> dict[str, Any]:
+def _object(message: dict[str, Any], field: str, name: str | None = None) -> dict[str, Any]:
+    """`message[field]`, an object (absent: empty); `name` is how errors call it."""
     value = message.get(field) or {}
     if not isinstance(value, dict):
-        raise SegmentError(f"{field}: must be an object")
+        raise SegmentError(f"{name or field}: must be an object")
     return value
 
 

@@ -318,3 +318,30 @@ def test_a_marked_number_fails_its_message_with_the_path() -> None:
     nan = decode_json(identify, mark_numbers=True)
     with pytest.raises(SegmentError, match=r"^traits\.x: NaN is not a JSON number$"):
         parse(nan)
+
+
+def test_identify_reads_context_traits_under_the_top_level_ones() -> None:
+    """RudderStack's SDKs send identify traits only in context.traits."""
+    record = parse(
+        {
+            "type": "identify",
+            "userId": "u1",
+            "traits": {"persona": "analyst"},
+            "context": {
+                "traits": {"persona": "data_engineer", "email": "u1@example.com", "plan": "team"},
+                "timezone": "Europe/Paris",
+                "locale": "fr-FR",
+            },
+        }
+    )
+    assert isinstance(record, UserUpsert)
+    assert (record.persona, record.email, record.timezone) == (
+        "analyst",
+        "u1@example.com",
+        "Europe/Paris",
+    )
+    assert record.traits == {"plan": "team", "locale": "fr-FR"}
+    with pytest.raises(SegmentError, match=r"^context\.timezone: must be a string, got \['UTC'\]$"):
+        parse({"type": "identify", "userId": "u1", "context": {"timezone": ["UTC"]}})
+    with pytest.raises(SegmentError, match=r"^context: must be an object$"):
+        parse({"type": "identify", "userId": "u1", "context": "web"})
