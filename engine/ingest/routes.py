@@ -29,6 +29,7 @@ from engine.clock import Clock
 from engine.config import Config
 from engine.ingest.files import Rejected, parse_messages
 from engine.ingest.ratelimit import RateLimiter
+from engine.ingest.schemas import batch_body, call_body
 from engine.ingest.segment import (
     MAX_MESSAGE_BYTES,
     SegmentError,
@@ -111,7 +112,12 @@ def ingest_routes(
         code: {"model": IngestError} for code in (400, 401, 413, 415, 429, 503)
     }
 
-    @router.post("/v1/batch", responses=responses, response_model=Accepted)
+    @router.post(
+        "/v1/batch",
+        responses=responses,
+        response_model=Accepted,
+        openapi_extra={"requestBody": batch_body()},
+    )
     async def batch(request: Request) -> Response:
         """A batch of messages (`{"batch": [...], "sentAt": ...}`), up to 500 KB."""
         return await handler.receive(request, None)
@@ -125,6 +131,7 @@ def ingest_routes(
             response_model=Accepted,
             summary=call.capitalize(),
             description=f"One `{call}` message (Segment spec), up to 32 KB.",
+            openapi_extra={"requestBody": call_body(call)},
         )
     return router
 
