@@ -31,6 +31,7 @@ NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # A longer integer is not even converted: int() refuses 4,300 digits and more (a ValueError
 # that used to answer 500), and no double holds 310 digits anyway.
 MAX_INTEGER_DIGITS = 400
+SAFE_INTEGER_TEXT = 308  # an integer of 308 digits or fewer always fits a double
 SHOWN_DIGITS = 20  # of a number out of range, in the error
 # A messageId longer than the column is stored as a prefix and the hash of the whole id, so
 # that two ids differing past the width never become one (and a retry still hashes the same).
@@ -146,6 +147,8 @@ def decode_json(text: str | bytes, *, mark_numbers: bool = False) -> Any:
         return value if math.isfinite(value) else bad(_out_of_range(number))
 
     def integer(number: str) -> Any:
+        if len(number) <= SAFE_INTEGER_TEXT:  # the common case, at the least cost
+            return int(number)
         if len(number) > MAX_INTEGER_DIGITS:
             return bad(_out_of_range(number))
         value = int(number)

@@ -137,3 +137,14 @@ def test_the_ingest_cli_names_the_line_of_a_bad_number_and_keeps_the_rest(
         result.stdout
     )
     assert sorted(e["name"] for e in keyed_project.dump()["events"]) == ["four", "one"]
+
+
+def test_a_huge_number_in_a_csv_cell_stays_text(keyed_project: Project, tmp_path: Path) -> None:
+    """A CSV cell that reads as a number becomes one, unless no double holds it: then it is
+    kept as the text it was (it used to end the whole file with a traceback)."""
+    source = tmp_path / "numbers.csv"
+    source.write_text(f"type,userId,event,properties.seats\ntrack,u1,big,{HUGE}\ntrack,u1,ok,3\n")
+    result = keyed_project.run("ingest", str(source))
+    assert "2 events stored" in result.stdout
+    seats = {e["name"]: e["properties"]["seats"] for e in keyed_project.dump()["events"]}
+    assert seats == {"big": HUGE, "ok": 3}
