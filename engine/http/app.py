@@ -41,6 +41,24 @@ DEFAULT_SECRET = "change-me"
 GUIDES_DISABLED = "guide API disabled: set api.api_keys (server keys) or api.guide_tokens"
 REASON_LIMIT = 200  # characters of the database's message a failed readiness check shows
 UserId = Annotated[str, Path(description="the user id the product identifies users by")]
+# Bodies these routes do not read, described so that /openapi.json says what a client sends.
+ONE_CLICK_BODY: dict[str, Any] = {
+    "required": False,
+    "description": "RFC 8058: mail clients send `List-Unsubscribe=One-Click`; any body works",
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}},
+            }
+        }
+    },
+}
+NO_BODY: dict[str, Any] = {
+    "required": False,
+    "description": "not read: the path names the user, the guide and the action",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
 
 
 # ---- response models (they document the API in /openapi.json) -------------------------
@@ -199,7 +217,12 @@ def _unsubscribe_routes(reads: Reads, guides: Guides, config: Config, clock: Clo
             return pages.unknown_user()
         return pages.confirm()
 
-    @router.post("/unsubscribe/{token}", response_class=HTMLResponse, responses=html_errors)
+    @router.post(
+        "/unsubscribe/{token}",
+        response_class=HTMLResponse,
+        responses=html_errors,
+        openapi_extra={"requestBody": ONE_CLICK_BODY},
+    )
     def unsubscribe(token: str) -> HTMLResponse:
         """One-click unsubscribe: any body (mail clients send `List-Unsubscribe=One-Click`),
         no cookies, no login. Idempotent."""
@@ -300,7 +323,11 @@ def _guide_routes(guides: Guides, config: Config, clock: Clock) -> APIRouter:
         flags = guides.active_guides(user_id, clock.now())
         return GuideList(user_id=user_id, guides=[_guide(flag) for flag in flags])
 
-    @router.post("/v1/users/{user_id}/guides/{guide_id}/{action}", responses=_errors(404))
+    @router.post(
+        "/v1/users/{user_id}/guides/{guide_id}/{action}",
+        responses=_errors(404),
+        openapi_extra={"requestBody": NO_BODY},
+    )
     def record_interaction(user_id: UserId, guide_id: str, action: GuideAction) -> Recorded:
         """Record that the user saw, dismissed or completed a guide (a `guide_<action>` event).
         `seen` keeps the guide listed; `dismissed` and `completed` remove it."""
