@@ -108,7 +108,7 @@ def test_quiet_hours_false_passes_check_and_sends_at_night(
     """`false` (as rules write it) is off; the shipped 21:00-08:00 window holds the welcome
     email of a 22:00 signup until the morning."""
     mail = {} if quiet_hours is None else {"quiet_hours": quiet_hours}
-    project = make_project(project.directory, project.database_url, **{"mail": mail})
+    project = make_project(project.directory, project.database_url, mail=mail)
     check = lifecycle(project, "check")
     assert check.returncode == 0, check.stdout + check.stderr
     signups = project.directory / "signups.jsonl"
