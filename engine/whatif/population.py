@@ -1,5 +1,6 @@
-"""A deterministic synthetic Airtouch population: personas, organic and invited signups, and
-the playbook's events spread over the past days. The same seed and `now` give the same data."""
+"""A deterministic synthetic Airtouch population: personas, organic and invited signups into
+workspaces (accounts, with the group call that names them and their plan), and the playbook's
+events spread over the past days. The same seed and `now` give the same data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from engine.store import EventRecord, UserUpsert
+from engine.store import AccountUpsert, EventRecord, UserUpsert
 
 PERSONAS = (
     ("data_engineer", 0.40),
@@ -110,6 +111,7 @@ class _Accounts:
 class Population:
     users: list[UserUpsert] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
+    accounts: list[AccountUpsert] = field(default_factory=list)  # one group call each
 
 
 def generate(n: int, *, seed: int, now: datetime, days: int = 7) -> Population:
@@ -121,6 +123,8 @@ def generate(n: int, *, seed: int, now: datetime, days: int = 7) -> Population:
     for index, signed_up_at in enumerate(signups):
         user = _user(rng, index, signed_up_at.replace(microsecond=0), accounts, seed)
         population.users.append(user)
+        if user.signup_source == "organic":
+            population.accounts.append(_account(user))
         population.events.extend(_events(rng, user, now, seed))
     return population
 
@@ -161,6 +165,17 @@ def _user(
             "company": company.title(),
             "plan": _pick(rng, PLANS),
         },
+    )
+
+
+def _account(founder: UserUpsert) -> AccountUpsert:
+    """The group call of the workspace an organic signup creates: the founder's company and
+    plan (the account's rules, such as the trial-account nudge, read these). No random draw:
+    the users and events stay what they were before accounts had traits."""
+    assert founder.account_id is not None
+    return AccountUpsert(
+        founder.account_id,
+        {"name": founder.traits["company"], "plan": founder.traits["plan"]},
     )
 
 
