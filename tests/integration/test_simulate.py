@@ -106,8 +106,17 @@ def _history(store: Store) -> tuple[list[Any], list[Any]]:
     return ledger, goals
 
 
-def _row(status: str, guide: str | None = None) -> dict[str, Any]:
-    return {"user_id": "u1", "status": status, "guide_id": guide, "created_at": END}
+def _row(
+    status: str, guide: str | None = None, *, subject: str = "u1", occurrence: str = ""
+) -> dict[str, Any]:
+    return {
+        "user_id": "u1",
+        "subject": subject,
+        "occurrence": occurrence,
+        "status": status,
+        "guide_id": guide,
+        "created_at": END,
+    }
 
 
 @pytest.mark.parametrize(
@@ -146,3 +155,23 @@ def test_goal_properties_meet_the_goal_filter() -> None:
         {"event": "e", "where": {"kind": ["a", "b"], "n": {"gt": 2}, "x": {"ne": 1}}}
     )
     assert satisfying(goal) == {"kind": "a", "n": 3}
+
+
+def test_each_firing_of_a_user_draws_its_own_goal_event() -> None:
+    rule = Rule.model_validate(
+        {"id": "r", "send": {"email": "t"}, "goal": {"event": "done", "within": "1d"}}
+    )
+    always = Response(baseline=1.0, effect=0.0, seed=1)
+    rows = [
+        _row("pending"),
+        _row("pending", occurrence="#2"),
+        _row("pending", occurrence="event:7"),
+        _row("pending", subject="account:A"),
+    ]
+    goals = [always.goal_event(rule, row) for row in rows]
+    ids = [goal.message_id for goal in goals if goal is not None]
+    # A v1 row keeps the id (and the draw) it always had; a repeat, an occurrence or an
+    # account's firing is an event of its own, not dropped as a duplicate of the first.
+    assert ids == ["sim-1-r-u1", "sim-1-r-u1-#2", "sim-1-r-u1-event:7", "sim-1-r-u1-account:A"]
+    draws = {goal.occurred_at for goal in goals if goal is not None}
+    assert len(draws) == 4
