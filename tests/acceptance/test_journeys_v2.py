@@ -5,6 +5,7 @@ lapse, and the check-in a month after activation."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from engine.app.wiring import open_app
 from engine.cli.present import preview_table
 from engine.config import load_config
 from tests.acceptance.conftest import Project
+from tests.conftest import ROOT
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -145,3 +147,32 @@ def test_the_dry_run_names_each_firing_of_a_v2_rule(loaded: Project) -> None:
     (ada,) = [line for line in lines if "trial-account-no-workflow-day3" in line]
     assert "ada" in ada
     assert any("account:acme" in line for line in lines)
+
+
+def test_replay_and_diff_name_each_firing(loaded: Project, tmp_path: Path) -> None:
+    # Three ticks: the nudge's day 3, the first lapse's day 34, the second lapse's window.
+    window = ("--from", iso(days=3), "--to", iso(days=65), "--step", "31d")
+    report = loaded.json("replay", *window)
+    firings = sorted(
+        (r["rule"], r["user_id"], r["subject"], r["occurrence"], r["at"])
+        for r in report["timeline"]
+        if r["rule"] in ("win-back-lapsed-data-engineer", "trial-account-no-workflow-day3")
+    )
+    assert firings == [
+        ("trial-account-no-workflow-day3", "ada", "account:acme", "", iso(days=3)),
+        ("win-back-lapsed-data-engineer", "carl", "carl", "", iso(days=34)),
+        ("win-back-lapsed-data-engineer", "carl", "carl", "#2", iso(days=65)),
+    ]
+    assert report["summary"]["by_rule"]["win-back-lapsed-data-engineer"]["email"] == 2
+    # Forty days between repeats: none at day 65, 31 days after the first.
+    proposed = tmp_path / "proposed"
+    shutil.copytree(ROOT / "rules", proposed)
+    retention = proposed / "retention.yaml"
+    retention.write_text(retention.read_text().replace("repeat_after: 30d", "repeat_after: 40d"))
+    args = ("--rules", str(proposed), "--against", str(ROOT / "rules"), *window)
+    changes = loaded.json("diff", *args)["changes"]
+    assert [
+        (c["rule"], c["user_id"], c["subject"], c["occurrence"], c["change"]) for c in changes
+    ] == [("win-back-lapsed-data-engineer", "carl", "carl", "#2", "lost")]
+    table = loaded.run("diff", *args).stdout
+    assert "#2" in table
