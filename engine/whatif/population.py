@@ -1,11 +1,12 @@
 """A deterministic synthetic Airtouch population: personas, organic and invited signups into
-workspaces (accounts, with the group call that names them and their plan), and the playbook's
+workspaces (accounts; `group_calls` gives the call that names each and its plan), and the playbook's
 events spread over the past days. The same seed and `now` give the same data."""
 
 from __future__ import annotations
 
 import random
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -111,7 +112,6 @@ class _Accounts:
 class Population:
     users: list[UserUpsert] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
-    accounts: list[AccountUpsert] = field(default_factory=list)  # one group call each
 
 
 def generate(n: int, *, seed: int, now: datetime, days: int = 7) -> Population:
@@ -123,8 +123,6 @@ def generate(n: int, *, seed: int, now: datetime, days: int = 7) -> Population:
     for index, signed_up_at in enumerate(signups):
         user = _user(rng, index, signed_up_at.replace(microsecond=0), accounts, seed)
         population.users.append(user)
-        if user.signup_source == "organic":
-            population.accounts.append(_account(user))
         population.events.extend(_events(rng, user, now, seed))
     return population
 
@@ -168,15 +166,18 @@ def _user(
     )
 
 
-def _account(founder: UserUpsert) -> AccountUpsert:
-    """The group call of the workspace an organic signup creates: the founder's company and
-    plan (the account's rules, such as the trial-account nudge, read these). No random draw:
-    the users and events stay what they were before accounts had traits."""
-    assert founder.account_id is not None
-    return AccountUpsert(
-        founder.account_id,
-        {"name": founder.traits["company"], "plan": founder.traits["plan"]},
-    )
+def group_calls(users: Sequence[UserUpsert]) -> list[AccountUpsert]:
+    """The group call of each workspace an organic signup created: the founder's company and
+    plan (account rules, such as the trial-account nudge, read these). Derived, not drawn:
+    the users and events stay what they were before workspaces had traits (the bench streams
+    the same users and adds group calls of its own)."""
+    return [
+        AccountUpsert(
+            user.account_id, {"name": user.traits["company"], "plan": user.traits["plan"]}
+        )
+        for user in users
+        if user.signup_source == "organic" and user.account_id is not None
+    ]
 
 
 def _ascii(text: str) -> str:

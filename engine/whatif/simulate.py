@@ -22,7 +22,7 @@ from engine.model import Status
 from engine.rules.language import Goal, Ops, Rule
 from engine.runner import Runner
 from engine.store import EventRecord, Store
-from engine.whatif.population import Population
+from engine.whatif.population import Population, group_calls
 from engine.whatif.replay import Period
 
 STEP = timedelta(hours=1)
@@ -141,8 +141,9 @@ def _goal_events(
 
 
 def _store_population(store: Store, population: Population, now: datetime) -> None:
-    for start in range(0, len(population.accounts), BATCH):
-        store.people.upsert_accounts(population.accounts[start : start + BATCH], now)
+    accounts = group_calls(population.users)
+    for start in range(0, len(accounts), BATCH):
+        store.people.upsert_accounts(accounts[start : start + BATCH], now)
     for start in range(0, len(population.users), BATCH):
         store.people.upsert_users(population.users[start : start + BATCH], now)
     for start in range(0, len(population.events), BATCH):
