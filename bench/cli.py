@@ -23,11 +23,11 @@ from bench.machine import Machine
 from bench.per_rule import per_rule
 from bench.reference_run import disagreements, run_reference
 from bench.results import DbResult, print_report, write_json
+from bench.retention import Dataset
 from bench.scale import run_scale, sizes
 from bench.scale_report import print_scale, write_scale_json
 from bench.timing import peak_rss_mb, timed
 from engine.app.wiring import App
-from engine.whatif.population import Population
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
 SCALE_JSON = ROOT / "bench" / "results" / "scale-latest.json"
@@ -150,7 +150,7 @@ def _freeze_heap() -> None:
 
 
 def bench_database(
-    dialect: str, population: Population, args: argparse.Namespace, console: Console
+    dialect: str, population: Dataset, args: argparse.Namespace, console: Console
 ) -> DbResult:
     console.rule(dialect)
     with open_database(dialect) as url:
@@ -161,9 +161,7 @@ def bench_database(
             app.store.engine.dispose()
 
 
-def _measure(
-    app: App, population: Population, args: argparse.Namespace, console: Console
-) -> DbResult:
+def _measure(app: App, population: Dataset, args: argparse.Namespace, console: Console) -> DbResult:
     check_against(app.rules, app.config.defaults.guide_ttl)
     engine = app.store.engine
     loaded = _load(app, population, console)
@@ -190,9 +188,11 @@ def _measure(
     )
 
 
-def _load(app: App, population: Population, console: Console) -> LoadFigures:
+def _load(app: App, population: Dataset, console: Console) -> LoadFigures:
     seconds, _ = timed(lambda: load(app.store, population, console))
-    figures = LoadFigures(len(population.users), len(population.events), seconds)
+    figures = LoadFigures(
+        len(population.users), len(population.events), seconds, len(population.accounts)
+    )
     console.print(f"loaded {figures.rows:,} rows: {figures.rows_per_second:,.0f} rows/s")
     _step(console, "ANALYZE", lambda: analyze(app.store.engine))
     return figures
@@ -205,12 +205,14 @@ def _step(console: Console, label: str, work: Callable[[], T]) -> T:
     return result
 
 
-def settings(args: argparse.Namespace, population: Population) -> dict[str, Any]:
+def settings(args: argparse.Namespace, population: Dataset) -> dict[str, Any]:
     return {
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "users": args.users,
+        "veterans": population.veterans,  # users the retention layer adds (bench.retention)
         "events": len(population.events),
+        "accounts_with_group_call": len(population.accounts),
         "seed": args.seed,
         "now": NOW.isoformat(),
         "days": DAYS,

@@ -18,7 +18,8 @@ from engine.sql.schema import deliveries, guide_flags
 PG_URL_ENV = "LIFECYCLE_BENCH_PG_URL"
 PG_DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DIALECTS = ("sqlite", "postgresql")
-LedgerKeys = set[tuple[str, str]]
+# (rule_id, subject, occurrence, user_id): the ledger's unique key, and the recipient chosen.
+LedgerKeys = set[tuple[str, str, str, str]]
 
 
 def pg_admin_url() -> str:
@@ -79,9 +80,13 @@ def _autocommit(engine: Engine) -> Iterator[Connection]:
 
 
 def ledger_keys(engine: Engine) -> LedgerKeys:
-    statement = select(deliveries.c.rule_id, deliveries.c.user_id)
+    d = deliveries.c
+    statement = select(d.rule_id, d.subject, d.occurrence, d.user_id)
     with engine.connect() as connection:
-        return {(row.rule_id, row.user_id) for row in connection.execute(statement)}
+        return {
+            (row.rule_id, row.subject, row.occurrence, row.user_id)
+            for row in connection.execute(statement)
+        }
 
 
 def count_rows(engine: Engine, table_name: str) -> int:

@@ -30,7 +30,7 @@ class EngineFigures:
     rows_first: int = 0
     guide_flags_first: int = 0
     rows_steady: int = 0
-    keys: LedgerKeys = field(default_factory=set)  # (rule_id, user_id) of the first pass
+    keys: LedgerKeys = field(default_factory=set)  # the first pass's ledger keys
 
 
 def bench_config(url: str, config_file: Path | None) -> Config:

@@ -24,7 +24,7 @@ class HandFigures:
 
 
 def run_hand(engine: Engine, repeats: int, expected: LedgerKeys) -> HandFigures:
-    """An untimed pass whose (rule_id, user_id) set must equal the engine's, then
+    """An untimed pass whose (rule, subject, occurrence, user) set must equal the engine's, then
     `repeats` timed passes, each from an empty ledger."""
     pack = compile_pack(engine.dialect.name)
     figures = HandFigures()
@@ -42,7 +42,8 @@ def run_hand(engine: Engine, repeats: int, expected: LedgerKeys) -> HandFigures:
 
 
 def verify(hand: LedgerKeys, engine: LedgerKeys, dialect: str) -> None:
-    """Abort when the hand SQL and the engine did not write the same (rule, user) rows."""
+    """Abort when the hand SQL and the engine did not write the same ledger keys (rule,
+    subject, occurrence) for the same recipients."""
     if hand == engine:
         return
     raise BenchError(
@@ -56,7 +57,7 @@ def verify(hand: LedgerKeys, engine: LedgerKeys, dialect: str) -> None:
 def describe_difference(label: str, keys: LedgerKeys) -> str:
     if not keys:
         return ""
-    per_rule = Counter(rule_id for rule_id, _ in keys)
+    per_rule = Counter(key[0] for key in keys)
     examples = sorted(keys)[:EXAMPLES]
     lines = [f"  {label}: {len(keys)} rows, by rule {dict(sorted(per_rule.items()))}"]
     lines.append(f"    e.g. {examples}")

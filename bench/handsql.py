@@ -3,10 +3,15 @@
 Each rule is one hand-written SELECT of the users for whom it fires (the same windows
 `[now - after - expires, now - after]`, NOT EXISTS for not_done, EXISTS for done, the first
 matching event as the anchor of event-anchored rules, the ledger's NOT EXISTS), wrapped in
-`INSERT INTO deliveries ... ON CONFLICT (rule_id, user_id) DO NOTHING` plus the guide flags in
-the same transaction. Where the two dialects read the same SQL there is one string; they
-differ only on JSON (`json_extract` / `->>`), on date arithmetic and on how the guide flags
-find their rows (SQLite has no data-modifying CTE).
+`INSERT INTO deliveries ... ON CONFLICT (rule_id, subject, occurrence) DO NOTHING` plus the
+guide flags in the same transaction. Each SELECT also names the ledger key it takes (subject,
+occurrence): the user and '' for v1 rules; the v2 rules write theirs as the README defines them
+(`#2`, `#3` for repeats, `account:<id>` for a once-per-account rule), by what a person writing
+SQL for that one rule would use: the win-back's "last run" is a NOT EXISTS of a later run, and
+the trial-account rule's chosen member is the account's first signup (every member matches
+alike: its audience and conditions are the account's). Where the two dialects read the same
+SQL there is one string; they differ only on JSON (`json_extract` / `->>`), on date arithmetic
+and on how the guide flags find their rows (SQLite has no data-modifying CTE).
 
 Status, holdout and message id are constants: plain SQL cannot compute the engine's SHA-256
 holdout bucket, so every row is written as not held out. The rule constants below are
@@ -14,6 +19,7 @@ hand-copied from rules/*.yaml; `check_against` fails the run when the YAML says 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +27,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, TextClause, bindparam, text
 
 from bench.errors import BenchError
-from engine.rules.language import RuleSet
+from engine.rules.language import EventItem, Ops, Rule, RuleSet
 from engine.sql.schema import UTCDateTime
 
 H = timedelta(hours=1)
@@ -36,7 +42,17 @@ class HandRule:
     email: str | None
     guide: str | None
     guide_ttl: timedelta | None
-    select: dict[str, str]  # dialect -> SELECT user_id, email, anchor_at, anchor_event_id
+    # dialect -> SELECT user_id, email, anchor_at, anchor_event_id, subject, occurrence
+    select: dict[str, str]
+    # What else of the YAML the SQL was written from, checked by `check_against`.
+    conditions: tuple[str, ...] = ()
+    anchor: str = "signed_up"
+    occurrence: str = "first"
+    once_per: str = "user"
+    repeat_after: timedelta | None = None
+    # The recency windows: `:name` binds `now - value` (each a `within` of the rule's items);
+    # `:repeat_since` binds `now - repeat_after`.
+    before_now: tuple[tuple[str, timedelta], ...] = ()
 
 
 def _both(sql: str) -> dict[str, str]:
@@ -45,7 +61,7 @@ def _both(sql: str) -> dict[str, str]:
 
 WELCOME_SALES_MARKETING = """
 SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
-       CAST(NULL AS BIGINT) AS anchor_event_id
+       CAST(NULL AS BIGINT) AS anchor_event_id, u.id AS subject, '' AS occurrence
 FROM users AS u
 WHERE u.signed_up_at BETWEEN :earliest AND :latest
   AND u.persona IN ('sales', 'marketing')
@@ -55,7 +71,7 @@ WHERE u.signed_up_at BETWEEN :earliest AND :latest
 
 WELCOME_INVITED_DATA_ENGINEER = """
 SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
-       CAST(NULL AS BIGINT) AS anchor_event_id
+       CAST(NULL AS BIGINT) AS anchor_event_id, u.id AS subject, '' AS occurrence
 FROM users AS u
 WHERE u.signed_up_at BETWEEN :earliest AND :latest
   AND u.persona = 'data_engineer' AND u.signup_source = 'invited'
@@ -65,7 +81,7 @@ WHERE u.signed_up_at BETWEEN :earliest AND :latest
 
 INVITED_DATA_ENGINEER_COMMUNITY = """
 SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
-       CAST(NULL AS BIGINT) AS anchor_event_id
+       CAST(NULL AS BIGINT) AS anchor_event_id, u.id AS subject, '' AS occurrence
 FROM users AS u
 WHERE u.signed_up_at BETWEEN :earliest AND :latest
   AND u.persona = 'data_engineer' AND u.signup_source = 'invited'
@@ -75,7 +91,7 @@ WHERE u.signed_up_at BETWEEN :earliest AND :latest
 
 WELCOME_ORGANIC_DATA_ENGINEER = """
 SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
-       CAST(NULL AS BIGINT) AS anchor_event_id
+       CAST(NULL AS BIGINT) AS anchor_event_id, u.id AS subject, '' AS occurrence
 FROM users AS u
 WHERE u.signed_up_at BETWEEN :earliest AND :latest
   AND u.persona = 'data_engineer' AND u.signup_source = 'organic'
@@ -85,7 +101,7 @@ WHERE u.signed_up_at BETWEEN :earliest AND :latest
 
 ORGANIC_DATA_ENGINEER_NO_CONNECTION = """
 SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
-       CAST(NULL AS BIGINT) AS anchor_event_id
+       CAST(NULL AS BIGINT) AS anchor_event_id, u.id AS subject, '' AS occurrence
 FROM users AS u
 WHERE u.signed_up_at BETWEEN :earliest AND :latest
   AND u.persona = 'data_engineer' AND u.signup_source = 'organic'
@@ -98,7 +114,7 @@ WHERE u.signed_up_at BETWEEN :earliest AND :latest
 
 WELCOME_EXPLORER = """
 SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
-       CAST(NULL AS BIGINT) AS anchor_event_id
+       CAST(NULL AS BIGINT) AS anchor_event_id, u.id AS subject, '' AS occurrence
 FROM users AS u
 WHERE u.signed_up_at BETWEEN :earliest AND :latest
   AND u.persona IN ('analyst', 'other')
@@ -118,7 +134,8 @@ def abandoned_workflow(direction: str, dialect: str) -> str:
     anchor = DIRECTION[dialect].format(alias="a")
     prior = DIRECTION[dialect].format(alias="p")
     return f"""
-SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id
+SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id,
+       u.id AS subject, '' AS occurrence
 FROM events AS a JOIN users AS u ON u.id = a.user_id
 WHERE a.name = 'workflow_started' AND a.occurred_at BETWEEN :earliest AND :latest
   AND {anchor} = '{direction}'
@@ -138,7 +155,7 @@ WHERE a.name = 'workflow_started' AND a.occurred_at BETWEEN :earliest AND :lates
 
 VERIFY_REMINDER = """
 SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
-       CAST(NULL AS BIGINT) AS anchor_event_id
+       CAST(NULL AS BIGINT) AS anchor_event_id, u.id AS subject, '' AS occurrence
 FROM users AS u
 WHERE u.signed_up_at BETWEEN :earliest AND :latest
   AND NOT EXISTS (SELECT 1 FROM events AS e
@@ -150,7 +167,7 @@ WHERE u.signed_up_at BETWEEN :earliest AND :latest
 
 VERIFY_REMINDER_CONNECTED = """
 SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
-       CAST(NULL AS BIGINT) AS anchor_event_id
+       CAST(NULL AS BIGINT) AS anchor_event_id, u.id AS subject, '' AS occurrence
 FROM users AS u
 WHERE u.signed_up_at BETWEEN :earliest AND :latest
   AND EXISTS (SELECT 1 FROM events AS e
@@ -165,7 +182,7 @@ WHERE u.signed_up_at BETWEEN :earliest AND :latest
 
 VERIFIED_AND_CONNECTED = """
 SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
-       CAST(NULL AS BIGINT) AS anchor_event_id
+       CAST(NULL AS BIGINT) AS anchor_event_id, u.id AS subject, '' AS occurrence
 FROM users AS u
 WHERE u.signed_up_at BETWEEN :earliest AND :latest
   AND u.persona = 'data_engineer'
@@ -182,6 +199,79 @@ WHERE u.signed_up_at BETWEEN :earliest AND :latest
                   WHERE d.rule_id = 'verified-and-connected-next-step' AND d.user_id = u.id)
 """
 
+# ---- v2: the retention pack -----------------------------------------------------------
+
+# The last run (none later up to now) 14-21 days ago, 3 runs in the 74 days before now; each
+# firing takes the next occurrence ('', '#2', ...), at most one per 30 days.
+WIN_BACK = """
+SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id,
+       u.id AS subject,
+       (SELECT CASE COUNT(*) WHEN 0 THEN '' ELSE '#' || CAST(COUNT(*) + 1 AS TEXT) END
+        FROM deliveries AS f
+        WHERE f.rule_id = 'win-back-lapsed-data-engineer' AND f.subject = u.id) AS occurrence
+FROM events AS a JOIN users AS u ON u.id = a.user_id
+WHERE a.name = 'workflow_run' AND a.occurred_at BETWEEN :earliest AND :latest
+  AND NOT EXISTS (SELECT 1 FROM events AS l
+                  WHERE l.user_id = a.user_id AND l.name = 'workflow_run'
+                    AND l.occurred_at <= :now
+                    AND (l.occurred_at > a.occurred_at
+                         OR (l.occurred_at = a.occurred_at AND l.id > a.id)))
+  AND u.persona = 'data_engineer'
+  AND (SELECT COUNT(*) FROM events AS r
+       WHERE r.user_id = u.id AND r.name = 'workflow_run'
+         AND r.occurred_at BETWEEN :runs_since AND :now) >= 3
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'win-back-lapsed-data-engineer' AND d.subject = u.id
+                    AND d.created_at > :repeat_since)
+"""
+
+# How each database reads an account's `plan` trait.
+PLAN = {
+    "sqlite": "json_extract(acc.traits, '$.plan')",
+    "postgresql": "acc.traits ->> 'plan'",
+}
+
+
+def trial_account(dialect: str) -> str:
+    """Trial accounts first signed up 3-5 days ago where no member has run a workflow since:
+    the account's first member (nobody signed up before them, ties by id), once per account.
+    A user without an account has no account traits, so is never a trial account."""
+    return f"""
+SELECT u.id AS user_id, u.email, u.signed_up_at AS anchor_at,
+       CAST(NULL AS BIGINT) AS anchor_event_id,
+       'account:' || u.account_id AS subject, '' AS occurrence
+FROM users AS u JOIN accounts AS acc ON acc.id = u.account_id
+WHERE u.signed_up_at BETWEEN :earliest AND :latest
+  AND {PLAN[dialect]} = 'trial'
+  AND NOT EXISTS (SELECT 1 FROM users AS m
+                  WHERE m.account_id = u.account_id
+                    AND (m.signed_up_at < u.signed_up_at
+                         OR (m.signed_up_at = u.signed_up_at AND m.id < u.id)))
+  AND NOT EXISTS (SELECT 1 FROM users AS m JOIN events AS e ON e.user_id = m.id
+                  WHERE m.account_id = u.account_id AND e.name = 'workflow_run'
+                    AND e.occurred_at BETWEEN u.signed_up_at AND :now)
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'trial-account-no-workflow-day3'
+                    AND d.subject = 'account:' || u.account_id AND d.occurrence = '')
+"""
+
+
+# The first run (the activation event) 30-37 days ago.
+MONTH_AFTER_ACTIVATION = """
+SELECT u.id AS user_id, u.email, a.occurred_at AS anchor_at, a.id AS anchor_event_id,
+       u.id AS subject, '' AS occurrence
+FROM events AS a JOIN users AS u ON u.id = a.user_id
+WHERE a.name = 'workflow_run' AND a.occurred_at BETWEEN :earliest AND :latest
+  AND NOT EXISTS (SELECT 1 FROM events AS p
+                  WHERE p.user_id = a.user_id AND p.name = 'workflow_run'
+                    AND (p.occurred_at < a.occurred_at
+                         OR (p.occurred_at = a.occurred_at AND p.id < a.id)))
+  AND u.persona = 'data_engineer'
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.rule_id = 'data-engineer-month-after-activation' AND d.subject = u.id
+                    AND d.occurrence = '')
+"""
+
 HAND_RULES: tuple[HandRule, ...] = (
     HandRule(
         "welcome-sales-marketing",
@@ -190,6 +280,7 @@ HAND_RULES: tuple[HandRule, ...] = (
         email="welcome_invite_coworker",
         guide="invite_coworker_tour",
         guide_ttl=14 * D,
+        conditions=('persona {"in": ["sales", "marketing"]}',),
         select=_both(WELCOME_SALES_MARKETING),
     ),
     HandRule(
@@ -199,6 +290,10 @@ HAND_RULES: tuple[HandRule, ...] = (
         email="welcome_invited_data_engineer",
         guide=None,
         guide_ttl=None,
+        conditions=(
+            'persona {"eq": "data_engineer"}',
+            'signup_source {"eq": "invited"}',
+        ),
         select=_both(WELCOME_INVITED_DATA_ENGINEER),
     ),
     HandRule(
@@ -208,6 +303,10 @@ HAND_RULES: tuple[HandRule, ...] = (
         email="community_invite",
         guide=None,
         guide_ttl=None,
+        conditions=(
+            'persona {"eq": "data_engineer"}',
+            'signup_source {"eq": "invited"}',
+        ),
         select=_both(INVITED_DATA_ENGINEER_COMMUNITY),
     ),
     HandRule(
@@ -217,6 +316,10 @@ HAND_RULES: tuple[HandRule, ...] = (
         email="welcome_organic_data_engineer",
         guide=None,
         guide_ttl=None,
+        conditions=(
+            'persona {"eq": "data_engineer"}',
+            'signup_source {"eq": "organic"}',
+        ),
         select=_both(WELCOME_ORGANIC_DATA_ENGINEER),
     ),
     HandRule(
@@ -226,6 +329,12 @@ HAND_RULES: tuple[HandRule, ...] = (
         email="nudge_connection",
         guide="create_connection_tour",
         guide_ttl=7 * D,
+        conditions=(
+            'persona {"eq": "data_engineer"}',
+            'signup_source {"eq": "organic"}',
+            "not_done connection_created",
+            "not_done workflow_saved",
+        ),
         select=_both(ORGANIC_DATA_ENGINEER_NO_CONNECTION),
     ),
     HandRule(
@@ -235,6 +344,7 @@ HAND_RULES: tuple[HandRule, ...] = (
         email="welcome_explorer",
         guide=None,
         guide_ttl=None,
+        conditions=('persona {"in": ["analyst", "other"]}',),
         select=_both(WELCOME_EXPLORER),
     ),
     HandRule(
@@ -244,6 +354,12 @@ HAND_RULES: tuple[HandRule, ...] = (
         email=None,
         guide="ingest_workflow_guide",
         guide_ttl=7 * D,
+        conditions=(
+            'persona {"eq": "data_engineer"}',
+            'since.where direction={"eq": "ingest"}',
+            "not_done workflow_saved",
+        ),
+        anchor="workflow_started",
         select={d: abandoned_workflow("ingest", d) for d in DIRECTION},
     ),
     HandRule(
@@ -253,6 +369,12 @@ HAND_RULES: tuple[HandRule, ...] = (
         email=None,
         guide="egress_workflow_guide",
         guide_ttl=7 * D,
+        conditions=(
+            'persona {"eq": "data_engineer"}',
+            'since.where direction={"eq": "egress"}',
+            "not_done workflow_saved",
+        ),
+        anchor="workflow_started",
         select={d: abandoned_workflow("egress", d) for d in DIRECTION},
     ),
     HandRule(
@@ -262,6 +384,10 @@ HAND_RULES: tuple[HandRule, ...] = (
         email="verify_reminder",
         guide=None,
         guide_ttl=None,
+        conditions=(
+            "not_done email_verified",
+            "not_done connection_created",
+        ),
         select=_both(VERIFY_REMINDER),
     ),
     HandRule(
@@ -271,6 +397,10 @@ HAND_RULES: tuple[HandRule, ...] = (
         email="verify_reminder_connected",
         guide=None,
         guide_ttl=None,
+        conditions=(
+            "not_done email_verified",
+            "done connection_created",
+        ),
         select=_both(VERIFY_REMINDER_CONNECTED),
     ),
     HandRule(
@@ -280,15 +410,65 @@ HAND_RULES: tuple[HandRule, ...] = (
         email="workflow_tutorial",
         guide="build_workflow_tour",
         guide_ttl=7 * D,  # the config default (the rule sets no guide_ttl)
+        conditions=(
+            'persona {"eq": "data_engineer"}',
+            "not_done workflow_saved",
+            "done email_verified",
+            "done connection_created",
+        ),
         select=_both(VERIFIED_AND_CONNECTED),
+    ),
+    HandRule(
+        "win-back-lapsed-data-engineer",
+        after=14 * D,
+        expires=7 * D,
+        email="win_back",
+        guide=None,
+        guide_ttl=None,
+        conditions=(
+            'persona {"eq": "data_engineer"}',
+            'done workflow_run within 74d count {"gte": 3}',
+        ),
+        select=_both(WIN_BACK),
+        anchor="workflow_run",
+        occurrence="last",
+        repeat_after=30 * D,
+        before_now=(("runs_since", 74 * D),),
+    ),
+    HandRule(
+        "trial-account-no-workflow-day3",
+        after=3 * D,
+        expires=2 * D,
+        email="trial_account_nudge",
+        guide=None,
+        guide_ttl=None,
+        conditions=(
+            'account.plan {"eq": "trial"}',
+            "account_not_done workflow_run",
+        ),
+        select={d: trial_account(d) for d in PLAN},
+        anchor="account_created",
+        once_per="account",
+    ),
+    HandRule(
+        "data-engineer-month-after-activation",
+        after=30 * D,
+        expires=7 * D,
+        email="cohort_check_in",
+        guide=None,
+        guide_ttl=None,
+        conditions=('persona {"eq": "data_engineer"}',),
+        select=_both(MONTH_AFTER_ACTIVATION),
+        anchor="workflow_run",  # since: activated, with reports.activation_event's default
     ),
 )
 
 # ---- the INSERT around each SELECT -----------------------------------------------------
 
 INSERT_COLUMNS = (
-    "rule_id, user_id, status, reason, email_template, email_to, guide_id, anchor_at, "
-    "anchor_event_id, fire_at, send_at, holdout, message_id, attempts, created_at, updated_at"
+    "rule_id, user_id, subject, occurrence, status, reason, email_template, email_to, guide_id, "
+    "anchor_at, anchor_event_id, fire_at, send_at, holdout, message_id, attempts, created_at, "
+    "updated_at"
 )
 FLAG_COLUMNS = "delivery_id, user_id, guide_id, rule_id, status, set_at, expires_at, updated_at"
 DATETIME_PARAMS = ("now", "earliest", "latest", "guide_expires_at")
@@ -315,6 +495,8 @@ def insert_sql(rule: HandRule, dialect: str) -> str:
         (
             _literal(rule.id),
             "c.user_id",
+            "c.subject",
+            "c.occurrence",
             _literal("pending" if email else "sent"),
             "NULL",
             _literal(rule.email),
@@ -334,7 +516,7 @@ def insert_sql(rule: HandRule, dialect: str) -> str:
     return (
         f"INSERT INTO deliveries ({INSERT_COLUMNS})\n"
         f"SELECT {values}\nFROM ({rule.select[dialect]}) AS c\nWHERE TRUE\n"
-        "ON CONFLICT (rule_id, user_id) DO NOTHING"
+        "ON CONFLICT (rule_id, subject, occurrence) DO NOTHING"
     )
 
 
@@ -370,9 +552,10 @@ class Statement:
     params: tuple[str, ...]  # the named parameters it takes
 
 
-def _statement(sql: str) -> Statement:
+def _statement(sql: str, rule: HandRule) -> Statement:
     """A text() statement whose datetime parameters bind like the engine's columns."""
-    names = tuple(name for name in DATETIME_PARAMS if f":{name}" in sql)
+    known = (*DATETIME_PARAMS, "repeat_since", *(name for name, _ in rule.before_now))
+    names = tuple(name for name in known if f":{name}" in sql)
     clause = text(sql).bindparams(*[bindparam(name, type_=UTCDateTime()) for name in names])
     return Statement(clause, names)
 
@@ -385,7 +568,7 @@ class Compiled:
 
 def compile_pack(dialect: str, rule_ids: Sequence[str] | None = None) -> list[Compiled]:
     return [
-        Compiled(rule, tuple(_statement(sql) for sql in statements_sql(rule, dialect)))
+        Compiled(rule, tuple(_statement(sql, rule) for sql in statements_sql(rule, dialect)))
         for rule in HAND_RULES
         if rule_ids is None or rule.id in rule_ids
     ]
@@ -399,6 +582,8 @@ def _params(rule: HandRule, now: datetime) -> dict[str, datetime | None]:
         "earliest": latest - rule.expires,
         "latest": latest,
         "guide_expires_at": now + ttl if ttl is not None else None,
+        "repeat_since": now - rule.repeat_after if rule.repeat_after is not None else None,
+        **{name: now - before for name, before in rule.before_now},
     }
 
 
@@ -446,9 +631,73 @@ def _rule_problems(hand: HandRule, rules: RuleSet, default_guide_ttl: timedelta)
         "send.email": (rule.send.email, hand.email),
         "send.guide": (rule.send.guide, hand.guide),
         "guide_ttl": (ttl, hand.guide_ttl),
+        "since": (rule.when.anchor_name, hand.anchor),
+        "since.occurrence": (rule.when.occurrence, hand.occurrence),
+        "once_per": (rule.once_per, hand.once_per),
+        "since.key": (rule.when.occurrence_key, None),  # no hand SQL names occurrences by key
+        "repeat_after": (rule.repeat_after, hand.repeat_after),
+        "conditions": (conditions(rule), hand.conditions),
     }
-    return [
+    problems = [
         f"{hand.id}: {name} is {yaml!r} in the YAML but {mine!r} in the hand SQL"
         for name, (yaml, mine) in pairs.items()
         if yaml != mine
     ]
+    return problems + _window_problems(hand, rule)
+
+
+def _window_problems(hand: HandRule, rule: Rule) -> list[str]:
+    """Each recency window the hand SQL binds is a `within` of one of the rule's items."""
+    when = rule.when
+    items = (*when.not_done, *when.done, *when.account_not_done, *when.account_done)
+    withins = {item.within for item in items}
+    return [
+        f"{hand.id}: :{name} is now - {before} in the hand SQL, but no item of the YAML has "
+        f"that `within`"
+        for name, before in hand.before_now
+        if before not in withins
+    ]
+
+
+def conditions(rule: Rule) -> tuple[str, ...]:
+    """The rule's audience and event items, one line each, as the hand SQL spells them out
+    (a `where` on the anchor, a `within` or a `count` that the SQL does not read is a drift
+    `check_against` must see)."""
+    audience = rule.audience
+    lines = [
+        f"{name} {_ops(ops)}"
+        for name, ops in (("persona", audience.persona), ("signup_source", audience.signup_source))
+        if ops is not None
+    ]
+    lines += [f"traits.{key} {_ops(ops)}" for key, ops in audience.traits.items()]
+    lines += [f"account.{key} {_ops(ops)}" for key, ops in audience.account.items()]
+    if rule.when.anchor_where:
+        lines.append(f"since.where {_where(rule.when.anchor_where)}")
+    when = rule.when
+    for label, items in (
+        ("not_done", when.not_done),
+        ("done", when.done),
+        ("account_not_done", when.account_not_done),
+        ("account_done", when.account_done),
+    ):
+        lines += [f"{label} {_item(item)}" for item in items]
+    return tuple(lines)
+
+
+def _ops(ops: Ops) -> str:
+    return json.dumps(ops.model_dump(by_alias=True, exclude_none=True), sort_keys=True)
+
+
+def _where(where: dict[str, Ops]) -> str:
+    return " ".join(f"{key}={_ops(ops)}" for key, ops in sorted(where.items()))
+
+
+def _item(item: EventItem) -> str:
+    parts = [item.event]
+    if item.where:
+        parts.append(f"where {_where(item.where)}")
+    if item.within is not None:
+        parts.append(f"within {item.within.total_seconds() / 86400:g}d")
+    if item.count is not None:
+        parts.append(f"count {json.dumps(item.count.model_dump(exclude_none=True))}")
+    return " ".join(parts)

@@ -186,7 +186,8 @@ def _rows(r: DbResult, pick: str) -> list[tuple[str, str, str, str]]:
         (
             "load",
             f"{load.rows_per_second:,.0f} rows/s",
-            f"{load.users:,} users + {load.events:,} events in {load.seconds:.1f} s",
+            f"{load.users:,} users + {load.events:,} events + {load.accounts:,} accounts "
+            f"in {load.seconds:.1f} s",
             "",
         ),
         ("engine tick, first pass", f"{r.engine_first:.3f} s", _spread(r.engine.first), ""),
@@ -227,14 +228,15 @@ def _rows(r: DbResult, pick: str) -> list[tuple[str, str, str, str]]:
             "rows written",
             f"{r.engine.rows_first:,}",
             f"engine {r.engine.rows_first:,} ledger + {r.engine.guide_flags_first:,} guide flags; "
-            f"hand SQL {r.hand.rows:,} + {r.hand.guide_flags:,}; same (rule, user) set: checked "
+            f"hand SQL {r.hand.rows:,} + {r.hand.guide_flags:,}; "
+            "same (rule, subject, occurrence, user) set: checked "
             "(the engine sets no guide for held-out rows)",
             "",
         ),
         (
             "reference vs engine on the sample",
             "agree" if r.reference_disagreements == 0 else "DISAGREE",
-            f"{r.reference_disagreements} differing (rule, user) firings; "
+            f"{r.reference_disagreements} differing firings (ledger key and recipient); "
             f"{len(ref.firings)} reference firings"
             + ("" if ref.firings else " (nobody in the sample is due: a vacuous check)"),
             "",

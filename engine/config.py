@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -25,25 +27,63 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic.fields import FieldInfo
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
 from engine.rules.quiet_hours import QuietHours
-from engine.rules.yamlsource import load_yaml, read_source
+from engine.rules.yamlsource import Located, load_yaml, read_source
 
 ENV_PREFIX = "LIFECYCLE_"
 CONFIG_ENV = "LIFECYCLE_CONFIG"
 DEFAULT_CONFIG = "config.yaml"
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+OFF = ("false", "off", "no")  # what an environment variable says for YAML's `false`
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+# The databases the engine runs on, and the DBAPI drivers it ships (no driver: the default).
+DRIVERS = {"sqlite": ("pysqlite",), "postgresql": ("psycopg",)}
+SUPPORTED_DATABASES = (
+    "the supported databases are sqlite (sqlite:///PATH) and postgresql "
+    "(postgresql://USER@HOST:PORT/DATABASE or postgresql+psycopg://...)"
+)
+
+
 class DatabaseConfig(_Section):
     url: str = "sqlite:///lifecycle.db"
     echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        # Refused here, so that `check` says it, not a traceback when a command connects.
+        problem = database_url_problem(value)
+        if problem is not None:
+            raise ValueError(f"{problem}: {SUPPORTED_DATABASES}")
+        return value
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why the engine cannot use this database URL, or None. Never quotes the URL: it may
+    hold a password."""
+    if not url.strip():
+        return "empty"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "not a database URL"
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in DRIVERS:
+        return f"unsupported database {backend!r}"
+    if driver and driver not in DRIVERS[backend]:
+        return f"unsupported driver {driver!r} for {backend}"
+    return None
 
 
 class PathsConfig(_Section):
@@ -92,6 +132,19 @@ class DefaultsConfig(_Section):
     guide_ttl: Duration = timedelta(days=7)
     timezone: str = "UTC"
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        # Users' own unknown zones fall back to this one: it must itself be known.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as 'UTC', "
+                "'Europe/Berlin' or 'America/New_York'"
+            ) from None
+        return value
+
 
 class SmtpConfig(_Section):
     host: str = "127.0.0.1"
@@ -122,6 +175,21 @@ class RetryConfig(_Section):
     sending_lease: Duration = timedelta(minutes=10)  # a claim older than this was abandoned
 
 
+def _quiet_hours(value: Any) -> Any:
+    """`false` means none, as it does in rules (from the environment: "false" or "off")."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in OFF):
+        return None
+    if value is not None and not isinstance(value, dict | QuietHours):
+        raise ValueError(
+            f"{value!r} is not a window: write {{start: '21:00', end: '08:00'}} "
+            "(quote the times), or false for none"
+        )
+    return value
+
+
+OptionalQuietHours = Annotated[QuietHours | None, BeforeValidator(_quiet_hours)]
+
+
 class MailConfig(_Section):
     transport: Literal["file", "console", "smtp"] = "file"
     from_address: str = Field(default="Lifecycle <lifecycle@localhost>", alias="from")
@@ -130,7 +198,7 @@ class MailConfig(_Section):
     smtp: SmtpConfig = SmtpConfig()
     retry: RetryConfig = RetryConfig()
     unsubscribe_mailto: str | None = None  # also offered in List-Unsubscribe
-    quiet_hours: QuietHours | None = None  # in each user's timezone; rules may override
+    quiet_hours: OptionalQuietHours = None  # in each user's timezone; rules may override
     daily_cap: int | None = Field(default=None, ge=1)  # emails per user per rolling 24h
 
     @field_validator("from_address")
@@ -160,7 +228,10 @@ class ApiConfig(_Section):
     secret_key: str = "change-me"  # `run` and `api` refuse it outside development
     # Development only: accept a weak secret_key (forgeable links) with a non-loopback setup.
     allow_insecure_dev_key: bool = False
-    api_keys: list[str] = Field(default_factory=list)  # for the guide API (the frontend)
+    api_keys: list[str] = Field(default_factory=list)  # server keys: every user's guides
+    # Per-user guide tokens (`lifecycle guide-token`), signed with secret_key: what a browser
+    # holds instead of a key. Off by default, so that the shipped secret opens nothing.
+    guide_tokens: bool = False
     write_keys: list[str] = Field(default_factory=list)  # for event ingestion
     unsubscribe_max_age: Duration = timedelta(days=180)
     # Ingestion requests per second per write key (a token bucket); None: no limit.
@@ -298,64 +369,168 @@ def load_config(
     path: Path, environ: Mapping[str, str] | None = None, *, required: bool | None = None
 ) -> Config:
     """Read, overlay the environment, validate. A missing file that is not `required` means
-    all defaults (by default only `./config.yaml` may be missing)."""
+    all defaults (by default only `./config.yaml` may be missing). Every problem is reported
+    at once, each where it comes from: the file and line, or the environment variable."""
     environ = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
-    located = None
-    if path.exists():
-        text = read_source(path)
-        if isinstance(text, Problem):
-            raise ConfigError([text])
-        located, problems = load_yaml(text, str(path))
-        if problems:
-            raise ConfigError(problems)
-        if located is not None and located.data is not None:
-            if not isinstance(located.data, dict):
-                raise ConfigError(
-                    [Problem("the config must be a mapping of sections", str(path), 1)]
-                )
-            data = located.data
-    elif required or (required is None and (path.name != DEFAULT_CONFIG or CONFIG_ENV in environ)):
-        raise ConfigError([Problem("config file not found", str(path))])
-    origins = _overlay_environment(data, environ)
+    data, located = _read_file(path, environ, required)
+    overrides, problems = environment_overrides(environ)
+    origins = _overlay(data, overrides)
     data["base_dir"] = path.resolve().parent
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc, path, located, origins)) from None
+        raise ConfigError([*problems, *_problems(exc, path, located, origins)]) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
-def _overlay_environment(
-    data: dict[str, Any], environ: Mapping[str, str]
-) -> dict[tuple[str, ...], str]:
-    origins: dict[tuple[str, ...], str] = {}
+def _read_file(
+    path: Path, environ: Mapping[str, str], required: bool | None
+) -> tuple[dict[str, Any], Located | None]:
+    if not path.exists():
+        if required or (
+            required is None and (path.name != DEFAULT_CONFIG or CONFIG_ENV in environ)
+        ):
+            raise ConfigError([Problem("config file not found", str(path))])
+        return {}, None
+    text = read_source(path)
+    if isinstance(text, Problem):
+        raise ConfigError([text])
+    located, problems = load_yaml(text, str(path))
+    if problems:
+        raise ConfigError(problems)
+    if located is None or located.data is None:
+        return {}, located
+    if not isinstance(located.data, dict):
+        raise ConfigError([Problem("the config must be a mapping of sections", str(path), 1)])
+    return located.data, located
+
+
+# ---- the environment ------------------------------------------------------------------------
+
+# What a setting holds, for the environment: a section (a model) or a mapping take keys
+# below them and JSON; a list takes JSON; a single value is taken as written, never as JSON
+# (a secret may well start with a bracket).
+Kind = type[BaseModel] | Literal["mapping", "list", "value"]
+JSON_LIST = """'["a", "b"]'"""
+JSON_MAPPING = """'{"key": "value"}'"""
+
+
+@dataclass(frozen=True)
+class Override:
+    """One `LIFECYCLE_<SECTION>__<KEY>` variable: the keys it sets, and the value."""
+
+    name: str
+    keys: tuple[str, ...]
+    value: Any
+
+
+def environment_overrides(environ: Mapping[str, str]) -> tuple[list[Override], list[Problem]]:
+    """The variables that set config keys, and a problem for each one that targets no key
+    (or a whole section, or holds bad JSON), named by the variable."""
+    overrides: list[Override] = []
+    problems: list[Problem] = []
     for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
         keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        try:
+            if len(keys) == 1:
+                _refuse_a_whole_section(name, keys[0])
+                continue  # LIFECYCLE_CONFIG and the like: not a config key
+            kind = _target(keys)
+            overrides.append(Override(name, keys, _env_value(name, keys, raw, kind)))
+        except ValueError as exc:
+            problems.append(Problem(str(exc), f"environment {name}"))
+    return overrides, problems
+
+
+def _refuse_a_whole_section(name: str, key: str) -> None:
+    """`LIFECYCLE_API=1` would silently do nothing: say how to set the section's keys."""
+    if _field(Config, key) is not None:
+        raise ValueError(
+            f"{key!r} is a section: set its keys one by one, as {name}__<KEY> "
+            "(see the README's Configuration section)"
+        )
+
+
+def _target(keys: tuple[str, ...]) -> Kind:
+    """What the setting at `keys` holds; ValueError when no setting is there."""
+    if "" in keys:
+        raise ValueError("empty key: separate the section and each key with one '__'")
+    node: Kind = Config
+    for depth, key in enumerate(keys):
+        if node == "mapping":  # any name (links): it holds a single value
+            node = "value"
+            continue
+        if node == "list":
+            raise ValueError(f"{'.'.join(keys[:depth])!r} is a list: set it whole, as JSON")
+        if not isinstance(node, type):
+            raise ValueError(f"{'.'.join(keys[:depth])!r} is a single value, not a section")
+        field = _field(node, key)
+        if field is None:
+            raise ValueError(f"unknown key {'.'.join(keys[: depth + 1])!r}")
+        node = _kind(field.annotation)
+    return node
+
+
+def _field(model: type[BaseModel], key: str) -> FieldInfo | None:
+    for name, field in model.model_fields.items():
+        if key in (name, field.alias) and not field.exclude:
+            return field
+    return None
+
+
+def _kind(annotation: Any) -> Kind:
+    for candidate in (annotation, *get_args(annotation)):  # X | None: look at X
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+        origin = get_origin(candidate)
+        if origin is dict:
+            return "mapping"
+        if origin in (list, tuple):
+            return "list"
+    return "value"
+
+
+def _env_value(name: str, keys: tuple[str, ...], raw: str, kind: Kind) -> Any:
+    if kind == "value" or not raw.lstrip().startswith(("[", "{")):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        example = JSON_LIST if kind == "list" else JSON_MAPPING
+        raise ValueError(
+            f"{'.'.join(keys)}: not valid JSON ({exc.msg} at column {exc.colno}): lists and "
+            f"mappings from the environment are JSON, e.g. {name}={example}"
+        ) from None
+
+
+def _overlay(data: dict[str, Any], overrides: list[Override]) -> dict[tuple[str, ...], str]:
+    """Set each override into the file's data; where each value came from, by its keys."""
+    origins: dict[tuple[str, ...], str] = {}
+    for override in overrides:
         target = data
-        for key in keys[:-1]:
+        for key in override.keys[:-1]:
             child = target.get(key)
-            if not isinstance(child, dict):
+            if not isinstance(child, dict):  # the environment wins over the file's value
                 child = {}
                 target[key] = child
             target = child
-        target[keys[-1]] = _env_value(raw)
-        origins[keys] = name
+        target[override.keys[-1]] = override.value
+        origins[override.keys] = override.name
     return origins
 
 
-def _env_value(raw: str) -> Any:
-    if raw.startswith(("[", "{")):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            return raw
-    return raw
+# ---- validation errors ----------------------------------------------------------------------
 
 
 def _problems(
-    exc: ValidationError, path: Path, located: Any, origins: dict[tuple[str, ...], str]
+    exc: ValidationError,
+    path: Path,
+    located: Located | None,
+    origins: dict[tuple[str, ...], str],
 ) -> list[Problem]:
     problems = []
     for error in exc.errors():
@@ -365,10 +540,24 @@ def _problems(
             message = f"unknown key {field!r}"
         else:
             message = f"{field}: {str(error['msg']).removeprefix('Value error, ')}"
-        env = next((origins[k] for k in origins if loc[: len(k)] == k), None)
+        env = _origin(loc, origins)
         if env is not None:
-            problems.append(Problem(message, f"environment {env}"))
+            problems.append(Problem(message + _json_hint(error["type"], env), f"environment {env}"))
         else:
             line = located.line(loc) if located is not None else None
             problems.append(Problem(message, str(path), line))
     return problems
+
+
+def _origin(loc: tuple[str, ...], origins: dict[tuple[str, ...], str]) -> str | None:
+    """The variable that set the value at `loc` (or a value around it), if one did."""
+    matches = [keys for keys in origins if loc[: len(keys)] == keys]
+    return origins[max(matches, key=len)] if matches else None
+
+
+def _json_hint(error_type: str, name: str) -> str:
+    if error_type in ("list_type", "tuple_type"):
+        return f" (write a list as JSON, e.g. {name}={JSON_LIST})"
+    if error_type in ("dict_type", "model_type"):
+        return f" (write a mapping as JSON, e.g. {name}={JSON_MAPPING})"
+    return ""

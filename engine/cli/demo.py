@@ -85,6 +85,9 @@ def demo(
         return
     with out.status(f"Generating {n} users over {days} days…"):
         population = demo_data.generate(n, seed=seed, now=now, days=days)
+        accounts = demo_data.group_calls(population.users)
+        for start in range(0, len(accounts), 5000):
+            app.store.people.upsert_accounts(accounts[start : start + 5000], now)
         for start in range(0, len(population.users), 5000):
             app.store.people.upsert_users(population.users[start : start + 5000], now)
         for start in range(0, len(population.events), 5000):

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from engine.clock import isoformat
+from engine.decide.firing import Planned
 from engine.model import Status
 from engine.runner import Preview, TickReport
 
@@ -42,6 +43,10 @@ def preview_json(preview: Preview, *, show_body: bool = False) -> dict[str, Any]
     return {
         "rule": p.rule_id,
         "user_id": p.user_id,
+        # The rest of the ledger key: the user (v1), or `account:<id>` / `user:<id>` for
+        # `once_per: account`; '' for a first firing, else the occurrence or repeat.
+        "subject": p.subject,
+        "occurrence": p.occurrence,
         "persona": p.candidate.user.get("persona"),
         "signup_source": p.candidate.user.get("signup_source"),
         "status": dry_run_status(preview),
@@ -59,14 +64,17 @@ _STYLE = {"send": "green", "held_out": "yellow", "skipped": "magenta"}
 
 def preview_table(previews: list[Preview], *, limit: int | None = None) -> Table:
     table = Table(title="Dry run: what a tick would do", header_style="bold", expand=True)
+    shown = previews[:limit]
+    scoped = any(firing(p.planned) for p in shown)
     table.add_column("Rule", overflow="fold", ratio=3)
-    table.add_column("User", overflow="fold", ratio=2)
+    # A v1 dry run (one row per rule and user) reads as it always did.
+    table.add_column("User\n[dim]firing[/]" if scoped else "User", overflow="fold", ratio=2)
     table.add_column("Persona/source", overflow="fold", ratio=2)
     table.add_column("Status", no_wrap=True)
     table.add_column("Fire at / send at (UTC)", no_wrap=True)
     table.add_column("Email: template, to, subject", overflow="fold", ratio=4)
     table.add_column("Guide", overflow="fold", ratio=2)
-    for preview in previews[:limit]:
+    for preview in shown:
         row = preview_json(preview)
         status = row["status"] + (f" ({row['reason']})" if row["reason"] else "")
         email = ""
@@ -77,9 +85,10 @@ def preview_table(previews: list[Preview], *, limit: int | None = None) -> Table
             to = escape(str(row["email"]["to"]))
             email = f"{row['email']['template']}\n{to}\n[dim]{subject}[/]"
         guide = row["guide"]["id"] if row["guide"] else ""
+        which = firing(preview.planned)
         table.add_row(
             row["rule"],
-            escape(str(row["user_id"])),
+            escape(str(row["user_id"])) + (f"\n[dim]{which}[/]" if which else ""),
             escape(f"{row['persona']}/{row['signup_source']}"),
             f"[{_STYLE[row['status']]}]{status}[/]",
             _when(row),
@@ -89,6 +98,13 @@ def preview_table(previews: list[Preview], *, limit: int | None = None) -> Table
     if limit is not None and len(previews) > limit:
         table.caption = f"first {limit} of {len(previews)} rows (--limit)"
     return table
+
+
+def firing(planned: Planned) -> str:
+    """Which firing a row is beyond (rule, user): `account:A`, `event:12`, `key:w1`, `#2`,
+    `account:A #2`; '' for a v1 row."""
+    subject = "" if planned.subject == planned.user_id else planned.subject
+    return " ".join(part for part in (subject, planned.occurrence) if part)
 
 
 def preview_summary(previews: list[Preview]) -> Table:

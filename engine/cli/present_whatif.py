@@ -32,6 +32,8 @@ def entry_json(item: Entry) -> dict[str, Any]:
         "at": isoformat(item.at),
         "rule": item.rule_id,
         "user_id": item.user_id,
+        "subject": item.key[1],
+        "occurrence": item.occurrence,
         "persona": item.persona,
         "signup_source": item.signup_source,
         "outcome": item.outcome,
@@ -76,7 +78,7 @@ def timeline_table(entries: Sequence[Entry], *, limit: int | None = None) -> Tab
     table = Table(title="Replay: what would have been sent", header_style="bold")
     table.add_column("Fired / sends (UTC)", no_wrap=True)
     table.add_column("Rule", overflow="fold")
-    table.add_column("User", overflow="fold")
+    table.add_column(_user_heading(entries[:limit]), overflow="fold")
     table.add_column("Persona/source", overflow="fold")
     table.add_column("Outcome", overflow="fold")
     table.add_column("Email", overflow="fold")
@@ -86,7 +88,7 @@ def timeline_table(entries: Sequence[Entry], *, limit: int | None = None) -> Tab
         table.add_row(
             _when(item),
             item.rule_id,
-            item.user_id,
+            recipient(item),
             f"{item.persona or '-'}/{item.signup_source or '-'}",
             f"[{_STYLE.get(item.outcome, 'white')}]{outcome}[/]",
             item.email if item.outcome == "email" else "",
@@ -95,6 +97,26 @@ def timeline_table(entries: Sequence[Entry], *, limit: int | None = None) -> Tab
     if limit is not None and len(entries) > limit:
         table.caption = f"first {limit} of {len(entries)} rows (--limit)"
     return table
+
+
+def _user_heading(shown: Sequence[Entry]) -> str:
+    """v2 rows name their firing under the user; a table of v1 rows (one per rule and user)
+    reads as it always did."""
+    return "User\n[dim]firing[/]" if any(item.scoped for item in shown) else "User"
+
+
+def recipient(item: Entry) -> str:
+    """The user and, for an account's firing, an occurrence or a repeat, which firing it is
+    (the rest of the ledger key)."""
+    return item.user_id + (f"\n[dim]{firing(item)}[/]" if item.scoped else "")
+
+
+def firing(item: Entry) -> str:
+    """`account:A`, `event:12`, `#2`, `account:A #2` ...: the subject when it is not the
+    user, then the occurrence."""
+    _, subject, occurrence = item.key
+    parts = ([] if subject == item.user_id else [subject]) + ([occurrence] if occurrence else [])
+    return " ".join(parts)
 
 
 def _when(item: Entry) -> str:
@@ -123,10 +145,14 @@ def summary_table(title: str, groups: dict[str, Counter[str]]) -> Table:
 
 
 def change_json(change: Change) -> dict[str, Any]:
-    rule_id, user_id = change.key
+    rule_id, subject, occurrence = change.key
+    either = change.after or change.before
+    assert either is not None
     return {
         "rule": rule_id,
-        "user_id": user_id,
+        "user_id": either.user_id,  # the proposed recipient, else the baseline's
+        "subject": subject,
+        "occurrence": occurrence,
         "change": change.kind,
         "before": entry_json(change.before) if change.before else None,
         "after": entry_json(change.after) if change.after else None,
@@ -151,12 +177,17 @@ def diff_json(
 def diff_table(changes: Sequence[Change], *, limit: int | None = None) -> Table:
     table = Table(title="Messages that change", header_style="bold")
     table.add_column("Rule", overflow="fold")
-    table.add_column("User", overflow="fold")
+    sides = [c.after or c.before for c in changes[:limit]]
+    table.add_column(_user_heading([e for e in sides if e is not None]), overflow="fold")
     table.add_column("Change", no_wrap=True)
     table.add_column("Before (--against)", no_wrap=True)
     table.add_column("After (--rules)", no_wrap=True)
     for change in changes[:limit]:
-        table.add_row(*change.key, change.kind, _side(change.before), _side(change.after))
+        either = change.after or change.before
+        assert either is not None
+        table.add_row(
+            change.key[0], recipient(either), change.kind, _side(change.before), _side(change.after)
+        )
     if limit is not None and len(changes) > limit:
         table.caption = f"first {limit} of {len(changes)} changes (--limit)"
     return table
@@ -166,7 +197,9 @@ def _side(item: Entry | None) -> str:
     if item is None:
         return "[dim]-[/]"
     reason = f" ({item.reason})" if item.reason else ""
-    return f"{item.outcome}{reason}\n{_when(item)}"
+    # An account's firing may go to another member under the other rules.
+    to = f"\nto {item.user_id}" if item.key[1] != item.user_id else ""
+    return f"{item.outcome}{reason}{to}\n{_when(item)}"
 
 
 def diff_totals_table(totals: dict[str, Counter[str]]) -> Table:
@@ -202,6 +235,8 @@ def explain_json(explanation: Explanation) -> dict[str, Any]:
         "planned": None
         if planned is None
         else {
+            "subject": planned.subject,
+            "occurrence": planned.occurrence,
             "status": planned.status.value,
             "reason": planned.reason,
             "fire_at": isoformat(planned.fire_at),

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.rules.quiet_hours import QuietHours
 
 
+# ZoneInfo's own cache is weak: without a strong reference, every tick re-reads the zone
+# files (600 names a tick for the send-time table). Zones never change while we run.
+@lru_cache(maxsize=2048)
 def zone(name: str | None, default: str) -> ZoneInfo:
     """The user's timezone, else the default; an unknown name falls back to the default."""
     for candidate in (name, default, "UTC"):

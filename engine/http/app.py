@@ -29,6 +29,7 @@ from engine.app.signing_key import weakness
 from engine.clock import Clock, isoformat
 from engine.config import BrandConfig, Config
 from engine.delivery.tokens import BadToken, BadTokenReason, read_unsubscribe_token
+from engine.http.tokens import read_guide_token
 from engine.ingest.routes import ingest_routes
 from engine.store import Store
 from engine.store.guides import Guides
@@ -37,9 +38,27 @@ from engine.telemetry.metrics import CONTENT_TYPE_LATEST, Metrics
 
 logger = logging.getLogger("engine.api")  # the name operators filter on; kept across moves
 
-GUIDES_DISABLED = "guide API disabled: set api.api_keys"
+GUIDES_DISABLED = "guide API disabled: set api.api_keys (server keys) or api.guide_tokens"
 REASON_LIMIT = 200  # characters of the database's message a failed readiness check shows
 UserId = Annotated[str, Path(description="the user id the product identifies users by")]
+# Bodies these routes do not read, described so that /openapi.json says what a client sends.
+ONE_CLICK_BODY: dict[str, Any] = {
+    "required": False,
+    "description": "RFC 8058: mail clients send `List-Unsubscribe=One-Click`; any body works",
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}},
+            }
+        }
+    },
+}
+NO_BODY: dict[str, Any] = {
+    "required": False,
+    "description": "not read: the path names the user, the guide and the action",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
 
 
 # ---- response models (they document the API in /openapi.json) -------------------------
@@ -199,7 +218,12 @@ def _unsubscribe_routes(reads: Reads, guides: Guides, config: Config, clock: Clo
             return pages.unknown_user()
         return pages.confirm()
 
-    @router.post("/unsubscribe/{token}", response_class=HTMLResponse, responses=html_errors)
+    @router.post(
+        "/unsubscribe/{token}",
+        response_class=HTMLResponse,
+        responses=html_errors,
+        openapi_extra={"requestBody": ONE_CLICK_BODY},
+    )
     def unsubscribe(token: str) -> HTMLResponse:
         """One-click unsubscribe: any body (mail clients send `List-Unsubscribe=One-Click`),
         no cookies, no login. Idempotent."""
@@ -283,17 +307,21 @@ class Pages:
 
 # ---- the guide API ---------------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False, description="an API key from api.api_keys")
+CREDENTIALS = (
+    "a server key from api.api_keys (every user's guides), or a user's guide token "
+    "(`lifecycle guide-token USER`; only that user's guides, when api.guide_tokens is on)"
+)
+_bearer = HTTPBearer(auto_error=False, description=CREDENTIALS)
 _api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="an API key from api.api_keys"
+    name="X-API-Key", auto_error=False, description="a server key from api.api_keys"
 )
 
 
 def _guide_routes(guides: Guides, config: Config, clock: Clock) -> APIRouter:
     router = APIRouter(
         tags=["guides"],
-        dependencies=[Depends(api_key_checker(config.api.api_keys))],
-        responses=_errors(401, 503),
+        dependencies=[Depends(guide_access(config, clock))],
+        responses=_errors(401, 403, 503),
     )
 
     @router.get("/v1/users/{user_id}/guides")
@@ -302,7 +330,11 @@ def _guide_routes(guides: Guides, config: Config, clock: Clock) -> APIRouter:
         flags = guides.active_guides(user_id, clock.now())
         return GuideList(user_id=user_id, guides=[_guide(flag) for flag in flags])
 
-    @router.post("/v1/users/{user_id}/guides/{guide_id}/{action}", responses=_errors(404))
+    @router.post(
+        "/v1/users/{user_id}/guides/{guide_id}/{action}",
+        responses=_errors(404),
+        openapi_extra={"requestBody": NO_BODY},
+    )
     def record_interaction(user_id: UserId, guide_id: str, action: GuideAction) -> Recorded:
         """Record that the user saw, dismissed or completed a guide (a `guide_<action>` event).
         `seen` keeps the guide listed; `dismissed` and `completed` remove it."""
@@ -324,25 +356,47 @@ def _guide(flag: dict[str, Any]) -> Guide:
     )
 
 
-def api_key_checker(keys: Sequence[str]) -> Callable[..., None]:
-    """A dependency that lets a request through with one of `keys` (X-API-Key wins over
-    `Authorization: Bearer`), and closes the API when no key is configured."""
-    expected = [key.encode() for key in keys]
+def guide_access(config: Config, clock: Clock) -> Callable[..., None]:
+    """A dependency for the routes of one user's guides: a server key (X-API-Key, or
+    `Authorization: Bearer`) opens every user's; a user token (Bearer) only its own user's
+    (403 for another's). The API is closed (503) when neither is configured."""
+    expected = [key.encode() for key in config.api.api_keys]
+    secret = config.api.secret_key if config.api.guide_tokens else None
 
-    def require_api_key(
+    def require_access(
+        user_id: UserId,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header_key: Annotated[str | None, Depends(_api_key_header)],
     ) -> None:
-        if not expected:
+        if not expected and secret is None:
             raise HTTPException(503, GUIDES_DISABLED)
         given = header_key or (bearer.credentials if bearer else None)
         if not given:
-            message = "missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"
-            raise HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
-        if not key_matches(given, expected):
-            raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
+            bearer_of = "<key>" if secret is None else "<key or user token>"
+            message = f"missing API key: send Authorization: Bearer {bearer_of} or X-API-Key: <key>"
+            raise _unauthorized(message)
+        if key_matches(given, expected):
+            return
+        if secret is None:
+            raise _unauthorized("invalid API key")
+        if _token_user(secret, given, clock) != user_id:
+            # The message names neither user: a token holder learns nothing about another.
+            raise HTTPException(403, "this token is for another user")
 
-    return require_api_key
+    return require_access
+
+
+def _token_user(secret: str, token: str, clock: Clock) -> str:
+    try:
+        return read_guide_token(secret, token, clock.now())
+    except BadToken as exc:
+        if exc.reason == "expired":
+            raise _unauthorized("expired user token: mint a new one") from None
+        raise _unauthorized("invalid API key or user token") from None
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
 def key_matches(given: str, expected: Sequence[bytes]) -> bool:

@@ -40,6 +40,20 @@ CSV_OBJECTS = ("traits", "properties")
 JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
+ALIAS_REFUSED = (
+    "previousId: {previous!r} is an identified user, not an anonymous id: alias merges only "
+    "an anonymous id into a user (nothing moved)"
+)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message refused: its index in the request (or its line in a file), and why."""
+
+    index: int
+    error: str
+
+
 @dataclass
 class Stored:
     """What storing a batch did."""
@@ -49,6 +63,8 @@ class Stored:
     events: int = 0
     duplicates: int = 0
     aliased: int = 0  # events re-pointed from an anonymous id to a user id
+    # Messages the database refused (an alias of an identified user), by index or line.
+    refused: list[Rejected] = field(default_factory=list)
 
 
 class Batch:
@@ -59,11 +75,13 @@ class Batch:
         self.accounts: list[AccountUpsert] = []
         self.events: list[EventRecord] = []
         self.aliases: list[Alias] = []
+        self.alias_at: list[int] = []  # each alias's index (or line), to name a refusal
 
     def __len__(self) -> int:
         return len(self.users) + len(self.accounts) + len(self.events) + len(self.aliases)
 
-    def add(self, record: Parsed) -> None:
+    def add(self, record: Parsed, at: int = 0) -> None:
+        """`at`: the message's index in the request, or its line in a file."""
         if isinstance(record, UserUpsert):
             self.users.append(record)
         elif isinstance(record, EventRecord):
@@ -74,6 +92,7 @@ class Batch:
                 self.users.append(record.member)
         else:
             self.aliases.append(record)
+            self.alias_at.append(at)
 
     def store(self, people: People, now: datetime) -> Stored:
         """Store everything, then empty the batch. Users first, so that a batch that
@@ -85,8 +104,14 @@ class Batch:
         )
         stored.events = people.insert_events(self.events, now)
         stored.duplicates = len(self.events) - stored.events
-        stored.aliased = people.alias_events(self.aliases)
-        for pending in (self.users, self.accounts, self.events, self.aliases):
+        aliased = people.alias_events(self.aliases)
+        stored.aliased = aliased.moved
+        stored.refused = [
+            Rejected(at, ALIAS_REFUSED.format(previous=alias.previous_id))
+            for at, alias in zip(self.alias_at, self.aliases, strict=True)
+            if alias.previous_id in aliased.refused
+        ]
+        for pending in (self.users, self.accounts, self.events, self.aliases, self.alias_at):
             pending.clear()
         return stored
 
@@ -105,7 +130,9 @@ class IngestReport(Stored):
     def rejected(self) -> int:
         return len(self.problems)
 
-    def count(self, stored: Stored) -> None:
+    def count(self, stored: Stored, source: str) -> None:
+        self.problems.extend(Problem(r.error, source, r.index) for r in stored.refused)
+        self.problems.sort(key=lambda problem: problem.line or 0)
         self.users += stored.users
         self.events += stored.events
         self.duplicates += stored.duplicates
@@ -168,15 +195,15 @@ def _ingest(
         try:
             if line.problem is not None:
                 raise SegmentError(line.problem)
-            batch.add(parse_message(line.message, received_at=now, mapping=mapping))
+            batch.add(parse_message(line.message, received_at=now, mapping=mapping), line.number)
         except SegmentError as exc:
             report.problems.append(Problem(str(exc), source, line.number))
             continue
         if len(batch) >= CHUNK:
-            report.count(batch.store(store.people, now))
+            report.count(batch.store(store.people, now), source)
             if progress:
                 progress(line.number)
-    report.count(batch.store(store.people, now))
+    report.count(batch.store(store.people, now), source)
     return report
 
 
@@ -186,7 +213,8 @@ def _json_lines(lines: Iterable[str]) -> Iterator[Line]:
             yield Line(number, blank=True)
             continue
         try:
-            yield Line(number, decode_json(text))
+            # A bad number stays in place, for parse_message to name its field.
+            yield Line(number, decode_json(text, mark_numbers=True))
         except SegmentError as exc:
             yield Line(number, problem=str(exc))
 
@@ -275,12 +303,6 @@ def _cell_value(text: str) -> Any:
 # ---- HTTP requests ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Rejected:
-    index: int
-    error: str
-
-
 def parse_messages(
     messages: Sequence[Any],
     now: datetime,
@@ -300,5 +322,5 @@ def parse_messages(
         except SegmentError as exc:
             rejected.append(Rejected(index, str(exc)))
             continue
-        batch.add(parsed)
+        batch.add(parsed, index)
     return batch, rejected

@@ -29,11 +29,13 @@ from engine.clock import Clock
 from engine.config import Config
 from engine.ingest.files import Rejected, parse_messages
 from engine.ingest.ratelimit import RateLimiter
+from engine.ingest.schemas import batch_body, call_body
 from engine.ingest.segment import (
     MAX_MESSAGE_BYTES,
     SegmentError,
     TraitMapping,
     decode_json,
+    number_problem,
     parse_sent_at,
 )
 from engine.store.people import People
@@ -64,8 +66,23 @@ class RejectedMessage(BaseModel):
     error: str = Field(description="why, naming the field at fault")
 
 
+# Segment's client libraries read `code` and `message` off an error: the legacy
+# analytics-python (and RudderStack's fork of it) fail with KeyError('code') without them,
+# and then retry a 400 that can never succeed.
+CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
 class IngestError(BaseModel):
     success: Literal[False] = False
+    code: str = Field(description="the kind of error, e.g. invalid_request (Segment's clients)")
+    message: str = Field(description="the same as `error` (Segment's clients read this one)")
     error: str = Field(description="what went wrong, for a person to read")
     rejected: list[RejectedMessage] = Field(
         default_factory=list, description="each invalid message; the valid ones were stored"
@@ -95,7 +112,12 @@ def ingest_routes(
         code: {"model": IngestError} for code in (400, 401, 413, 415, 429, 503)
     }
 
-    @router.post("/v1/batch", responses=responses, response_model=Accepted)
+    @router.post(
+        "/v1/batch",
+        responses=responses,
+        response_model=Accepted,
+        openapi_extra={"requestBody": batch_body()},
+    )
     async def batch(request: Request) -> Response:
         """A batch of messages (`{"batch": [...], "sentAt": ...}`), up to 500 KB."""
         return await handler.receive(request, None)
@@ -109,6 +131,7 @@ def ingest_routes(
             response_model=Accepted,
             summary=call.capitalize(),
             description=f"One `{call}` message (Segment spec), up to 32 KB.",
+            openapi_extra={"requestBody": call_body(call)},
         )
     return router
 
@@ -184,6 +207,7 @@ class Ingestion:
             headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
             return refusal(503, message, headers=headers)
         logger.debug("ingestion: stored %s", stored)
+        rejected = sorted([*rejected, *stored.refused], key=lambda r: r.index)
         if self.metrics is not None:
             self.metrics.ingested.labels("users").inc(stored.users)
             self.metrics.ingested.labels("events").inc(stored.events)
@@ -220,6 +244,10 @@ def _messages(body: dict[str, Any], call: str | None) -> tuple[list[Any], dateti
     batch = body.get("batch")
     if not isinstance(batch, list):
         raise Refused(400, "batch: required, a list of messages")
+    # A bad number beside the batch belongs to no message: it fails the request.
+    problem = number_problem({k: v for k, v in body.items() if k != "batch"})
+    if problem is not None:
+        raise Refused(400, f"body: {problem}")
     return batch, sent_at
 
 
@@ -239,7 +267,10 @@ def refusal(
     rejected: Sequence[Rejected] = (),
 ) -> JSONResponse:
     body = IngestError(
-        error=message, rejected=[RejectedMessage(index=r.index, error=r.error) for r in rejected]
+        code=CODES.get(status, "error"),
+        message=message,
+        error=message,
+        rejected=[RejectedMessage(index=r.index, error=r.error) for r in rejected],
     )
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Basic realm="lifecycle"'}
@@ -286,7 +317,8 @@ def decompress(raw: bytes, encoding: str | None, limit: int) -> bytes:
 
 def decode_body(data: bytes) -> dict[str, Any]:
     try:
-        body = decode_json(data)
+        # A bad number stays in place, to reject the message holding it and keep the others.
+        body = decode_json(data, mark_numbers=True)
     except SegmentError as exc:
         raise Refused(400, f"body: {exc}") from None
     if not isinstance(body, dict):

@@ -27,13 +27,44 @@ COLUMNS = ("persona", "signup_source", "email", "timezone", "account_id", "invit
 LENGTHS: dict[str, int] = {c: getattr(users.c[c].type, "length", None) or 0 for c in COLUMNS}
 NAME_LENGTH: int = getattr(events.c.name.type, "length", None) or 0
 # An escaped NUL in serialized JSON, not preceded by an escaping backslash of its own.
-# One encoder for every message: json.dumps with options builds a new one per call.
-COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# A longer integer is not even converted: int() refuses 4,300 digits and more (a ValueError
+# that used to answer 500), and no double holds 310 digits anyway.
+MAX_INTEGER_DIGITS = 400
+SAFE_INTEGER_TEXT = 308  # an integer of 308 digits or fewer always fits a double
+SHOWN_DIGITS = 20  # of a number out of range, in the error
+# A messageId longer than the column is stored as a prefix and the hash of the whole id, so
+# that two ids differing past the width never become one (and a retry still hashes the same).
+LONG_ID_MARK = "~sha256:"
+LONG_ID_PREFIX = ID_LENGTH - len(LONG_ID_MARK) - 64
 
 
 class SegmentError(ValueError):
     """A message that cannot be stored; the text names the field at fault."""
+
+
+@dataclass(frozen=True)
+class OutOfRange:
+    """A number no double holds (PostgreSQL's cast to compare it in a rule would fail) or one
+    JSON does not have (NaN, Infinity). `decode_json(..., mark_numbers=True)` leaves this in
+    its place, so that it fails the one message holding it, with the field named, rather than
+    the whole request."""
+
+    problem: str
+
+
+class _Unencodable(Exception):
+    """Raised out of the encoder by an OutOfRange value."""
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, OutOfRange):
+        raise _Unencodable
+    return str(value)
+
+
+# One encoder for every message: json.dumps with options builds a new one per call.
+COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_encodable)
 
 
 @dataclass(frozen=True)
@@ -97,11 +128,38 @@ def parse_message(
     return _view(kind, user_id, message, occurred_at)
 
 
-def decode_json(text: str | bytes) -> Any:
-    """json.loads that also refuses what is not JSON but Python accepts (NaN, Infinity,
-    numbers too large for a float), which PostgreSQL would refuse later, failing a batch."""
+def decode_json(text: str | bytes, *, mark_numbers: bool = False) -> Any:
+    """json.loads that also refuses what is not JSON but Python accepts (NaN, Infinity) and
+    numbers no double holds, which PostgreSQL would refuse later, failing a batch or a rule.
+    With `mark_numbers` they are left in place as OutOfRange, for `parse_message` to reject
+    the one message holding them; else the whole text is refused."""
+
+    def bad(problem: str) -> OutOfRange:
+        if mark_numbers:
+            return OutOfRange(problem)
+        raise SegmentError(f"invalid JSON: {problem}")
+
+    def constant(name: str) -> Any:
+        return bad(f"{name} is not a JSON number")
+
+    def real(number: str) -> Any:
+        value = float(number)
+        return value if math.isfinite(value) else bad(_out_of_range(number))
+
+    def integer(number: str) -> Any:
+        if len(number) <= SAFE_INTEGER_TEXT:  # the common case, at the least cost
+            return int(number)
+        if len(number) > MAX_INTEGER_DIGITS:
+            return bad(_out_of_range(number))
+        value = int(number)
+        try:
+            float(value)
+        except OverflowError:
+            return bad(_out_of_range(number))
+        return value
+
     try:
-        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+        return json.loads(text, parse_constant=constant, parse_float=real, parse_int=integer)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
         raise SegmentError(f"invalid JSON: {exc.msg} ({where})") from None
@@ -111,21 +169,22 @@ def decode_json(text: str | bytes) -> Any:
         raise SegmentError(f"invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
-def _not_a_number(constant: str) -> Any:
-    raise SegmentError(f"invalid JSON: {constant} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise SegmentError(f"invalid JSON: the number {text[:40]} is out of range")
-    return value
+def _out_of_range(number: str) -> str:
+    shown = number
+    if len(number) > SHOWN_DIGITS:  # never echo 5,000 digits back
+        digits = sum(c.isdigit() for c in number)
+        shown = f"{number[:SHOWN_DIGITS]}... ({digits} digits)"
+    limit = "a number must fit a double: up to about 1.8e308 in size"
+    return f"the number {shown} is out of range ({limit})"
 
 
 def _check_text(message: dict[str, Any]) -> None:
     """What no database column can hold fails this message alone, here, rather than the
     whole batch's insert later."""
-    serialized = COMPACT.encode(message)
+    try:
+        serialized = COMPACT.encode(message)
+    except _Unencodable:
+        raise SegmentError(number_problem(message) or "message: a number is out of range") from None
     try:
         size = len(serialized.encode())
     except UnicodeEncodeError:
@@ -134,6 +193,22 @@ def _check_text(message: dict[str, Any]) -> None:
         raise SegmentError(f"message: {size} bytes, over the limit of 32 KB per message")
     if "\\u0000" in serialized and NUL.search(serialized):  # the regex only when it may match
         raise SegmentError("message: contains a NUL character (\\u0000), which is not stored")
+
+
+def number_problem(fields: dict[str, Any]) -> str | None:
+    """`path: problem` for the first OutOfRange among `fields`, or None. A loop, not
+    recursion: the value may nest as deep as the JSON parser allowed."""
+    pending: list[tuple[str, Any]] = [(str(key), value) for key, value in fields.items()]
+    pending.reverse()
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, OutOfRange):
+            return f"{path}: {value.problem}"
+        if isinstance(value, dict):
+            pending.extend(reversed([(f"{path}.{k}", v) for k, v in value.items()]))
+        elif isinstance(value, list):
+            pending.extend(reversed([(f"{path}[{i}]", v) for i, v in enumerate(value)]))
+    return None
 
 
 # ---- ids -------------------------------------------------------------------------------
@@ -171,19 +246,33 @@ def _id(message: dict[str, Any], field: str, value: Any) -> str | None:
 
 
 def _identify(user_id: str, message: dict[str, Any], mapping: TraitMapping) -> UserUpsert:
-    rest = dict(_object(message, "traits"))
+    context = _object(message, "context")
+    # RudderStack's SDKs send identify traits only in context.traits; top-level traits win.
+    rest = {**_object(context, "traits", "context.traits"), **_object(message, "traits")}
     columns: dict[str, Any] = {}
     for column in COLUMNS:
         value = _take(rest, getattr(mapping, column))
-        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
-            raise SegmentError(f"traits.{column}: must be a string, got {value!r}")
-        text = str(value) if value is not None else None
-        if text is not None and len(text) > LENGTHS[column]:
-            raise SegmentError(f"traits.{column}: longer than {LENGTHS[column]} characters")
-        columns[column] = text
+        columns[column] = _column_text(value, column, f"traits.{column}")
+    if columns["timezone"] is None:  # the device's zone, as Segment's and Rudder's SDKs send it
+        columns["timezone"] = _column_text(context.get("timezone"), "timezone", "context.timezone")
+    locale = context.get("locale")
+    if isinstance(locale, str) and locale.strip() and "locale" not in rest:
+        rest["locale"] = locale  # no column for it: a trait, as templates and rules read traits
     created = _take(rest, mapping.signed_up_at)
     signed_up_at = _instant(created, "traits.createdAt") if created is not None else None
     return UserUpsert(id=user_id, traits=rest, signed_up_at=signed_up_at, **columns)
+
+
+def _column_text(value: Any, column: str, field: str) -> str | None:
+    """A value for a user column: a string or an integer, within the column's width."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise SegmentError(f"{field}: must be a string, got {value!r}")
+    text = str(value)
+    if len(text) > LENGTHS[column]:
+        raise SegmentError(f"{field}: longer than {LENGTHS[column]} characters")
+    return text
 
 
 def _take(traits: dict[str, Any], names: tuple[str, ...]) -> Any:
@@ -251,10 +340,11 @@ def _view(kind: str, user_id: str, message: dict[str, Any], occurred_at: datetim
     )
 
 
-def _object(message: dict[str, Any], field: str) -> dict[str, Any]:
+def _object(message: dict[str, Any], field: str, name: str | None = None) -> dict[str, Any]:
+    """`message[field]`, an object (absent: empty); `name` is how errors call it."""
     value = message.get(field) or {}
     if not isinstance(value, dict):
-        raise SegmentError(f"{field}: must be an object")
+        raise SegmentError(f"{name or field}: must be an object")
     return value
 
 
@@ -290,6 +380,8 @@ def parse_sent_at(value: Any) -> datetime | None:
 
 
 def _instant(value: Any, field: str) -> datetime:
+    if isinstance(value, OutOfRange):  # a batch's sentAt, outside any message
+        raise SegmentError(f"{field}: {value.problem}")
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
             return datetime.fromtimestamp(value, UTC)
@@ -307,10 +399,14 @@ def _instant(value: Any, field: str) -> datetime:
 
 def _message_id(message: dict[str, Any]) -> str:
     """The client's messageId; without one, a hash of the message, so that loading the same
-    file twice stores its events once."""
+    file twice stores its events once. An id longer than the column keeps a prefix and gets
+    the hash of the whole id: cutting it would make ids that differ later one (one lost)."""
     given = message.get("messageId")
     if isinstance(given, str) and given:
-        return given[:255]
+        if len(given) <= ID_LENGTH:
+            return given
+        digest = hashlib.sha256(given.encode()).hexdigest()
+        return given[:LONG_ID_PREFIX] + LONG_ID_MARK + digest
     stable = {k: v for k, v in message.items() if k not in VOLATILE}
     canonical = json.dumps(stable, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

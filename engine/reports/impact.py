@@ -1,6 +1,10 @@
-"""Impact: did a rule's message make users reach its goal? Treated users against the holdout
+"""Impact: did a rule's message make users reach its goal? Treated firings against the holdout
 (control) group, from the delivery ledger joined with behaviour, per rule (and per persona or
-signup source with --by), with the lift, its 95% interval and a p-value."""
+signup source with --by), with the lift, its 95% interval and a p-value.
+
+The unit is what the rule fires once per: a user (v1), each occurrence or repeat (`once_per:
+occurrence`, `repeat_after`: one ledger row each), or an account (`once_per: account`: the
+account converts when any of its members reaches the goal)."""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, case, exists, false, func, or_, select
-from sqlalchemy.sql.expression import Subquery
+from sqlalchemy import Select, and_, case, exists, false, func, literal, or_, select
+from sqlalchemy.sql.expression import ColumnElement, Subquery
 
 from engine.model import Status
 from engine.reports.context import By, ReportContext
@@ -46,23 +50,40 @@ TREATED, HELD_OUT = "treated", "held_out"
 GUIDE_SEEN, GUIDE_COMPLETED = "guide_seen", "guide_completed"
 
 DEFINITIONS = (
+    "Counted per (unit): what the rule fires once per, one ledger row each: a user (the "
+    "default), an occurrence (once_per: occurrence, and each repeat of repeat_after: a user "
+    "who lapses twice counts twice), or an account (once_per: account).",
     "Treated: ledger rows fired (fire_at) in the period, not held out, whose channel was "
     "delivered: the email was sent, or the in-app guide flag was written (a guide counts even "
     "when its email was skipped). Rows still pending, failed, unknown, or skipped without a "
     "guide are in neither group.",
     "Held out: rows in the control group (status held_out): nothing was sent, no guide.",
     "Converted: the user did the rule's goal event (matching goal.where) between fire_at and "
-    "fire_at + goal.within, both inclusive; the same clock for both groups.",
+    "fire_at + goal.within, both inclusive; the same clock for both groups. For a rule "
+    "counted per account: any member of the account (its users now; a user without an "
+    "account alone) did.",
     "Lift = treated rate - held-out rate, in percentage points (relative: lift / held-out "
     "rate). 95% CI of the lift: unpooled normal approximation; p-value: two-sided "
     "two-proportion z-test with the pooled rate; significant when p < 0.05.",
-    "“sample too small”: a group has fewer than 30 users, or fewer than 5 conversions or "
+    "“sample too small”: a group has fewer than 30 units, or fewer than 5 conversions or "
     "non-conversions; the CI and p-value are then not shown.",
-    "Median time to goal: fire_at to the first goal event, among converted users; T = "
+    "Median time to goal: fire_at to the first goal event, among converted units; T = "
     "treated, H = held out.",
-    "Guide seen / done: treated users who interacted with this rule's guide (a guide_seen "
-    "or guide_completed event; done = guide_completed): the exposure. — for email-only rules.",
+    "Guide seen / done: treated rows whose user interacted with this rule's guide (a "
+    "guide_seen or guide_completed event; done = guide_completed) after the row was written "
+    "and before the rule's next row for that user (a later flag takes the interactions): "
+    "the exposure. — for email-only rules.",
 )
+
+
+def unit(rule: Rule) -> str:
+    """What one ledger row of the rule stands for: a user, an occurrence (or repeat), or an
+    account."""
+    if rule.once_per == "account":
+        return "account"
+    if rule.once_per == "occurrence" or rule.repeat_after is not None:
+        return "occurrence"
+    return "user"
 
 
 def build(ctx: ReportContext) -> Report:
@@ -96,6 +117,7 @@ def build(ctx: ReportContext) -> Report:
 def _columns(by: By | None) -> tuple[Column, ...]:
     return (
         Column("rule", "Rule"),
+        Column("unit", "Counted per"),
         *group_heading(by),
         Column("treated", "Treated", "count"),
         *count_rate_columns("treated_converted", "Converted", "Treated rate", "treated_rate"),
@@ -131,7 +153,10 @@ def _views(by: By | None) -> tuple[View, ...]:
 
 
 def _rule_or_group(row: Row) -> str:
-    return str(row["rule"]) if row["group"] == "all" else f"  ↳ {row['group']}"
+    if row["group"] != "all":
+        return f"  ↳ {row['group']}"
+    # v1 rules (per user) read as they always did.
+    return str(row["rule"]) + ("" if row["unit"] == "user" else f" (per {row['unit']})")
 
 
 def _lift(row: Row) -> str:
@@ -174,6 +199,7 @@ def _row(rule: Rule, group: str, arms: dict[str, _Arm]) -> Row:
     ci = None if stats.ci_low is None else [stats.ci_low, stats.ci_high]
     return {
         "rule": rule.id,
+        "unit": unit(rule),
         "group": group,
         "goal": rule.goal.event if rule.goal else None,
         "treated": treated.users,
@@ -197,15 +223,16 @@ def _row(rule: Rule, group: str, arms: dict[str, _Arm]) -> Row:
 
 def ledger_query(rule: Rule, period: Period, by: By | None) -> Subquery:
     """One row per ledger row of `rule` fired in the period: its arm (treated, held out, or
-    NULL for neither), its group, when it fired, the first goal event in the window, and
-    whether the user interacted with the rule's guide."""
+    NULL for neither), its group, when it fired, the first goal event in the window (the
+    user's, or any member's for a rule counted per account), and whether the user interacted
+    with the rule's guide."""
     assert rule.goal is not None
     goal = rule.goal
     goal_event = events.alias("goal_event")
     goal_at = (
         select(func.min(goal_event.c.occurred_at))
         .where(
-            goal_event.c.user_id == deliveries.c.user_id,
+            _converts(rule, goal_event.c.user_id),
             goal_event.c.name == goal.event,
             within(deliveries.c.fire_at, goal_event.c.occurred_at, goal.within),
             goal_event.c.occurred_at <= period.as_of,
@@ -228,6 +255,23 @@ def ledger_query(rule: Rule, period: Period, by: By | None) -> Subquery:
     )
 
 
+def _converts(rule: Rule, user_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Whose goal events count for a ledger row: the recipient's; for a rule counted per
+    account, those of every member of the account the row's subject names (`account:<id>`;
+    `user:<id>` is a user without an account, the recipient alone)."""
+    own = user_id == deliveries.c.user_id
+    if unit(rule) != "account":
+        return own
+    member = users.alias("member")
+    # Correlated by name: two levels down, auto-correlation would join the ledger again.
+    members = (
+        select(member.c.id)
+        .where(literal("account:") + member.c.account_id == deliveries.c.subject)
+        .correlate(deliveries)
+    )
+    return or_(own, user_id.in_(members.scalar_subquery()))
+
+
 def _arm() -> Any:
     flag_written = exists().where(guide_flags.c.delivery_id == deliveries.c.id)
     delivered = and_(
@@ -241,12 +285,29 @@ def _arm() -> Any:
 
 
 def _interacted(rule: Rule, names: Sequence[str], period: Period) -> Any:
+    """1 when the row's guide was interacted with: an interaction event for this rule from
+    its user, once the row was written and before the rule's next row for the user (whose
+    newer flag the interactions go to: `Guides.record_guide_interaction` takes the latest)."""
     interaction = events.alias("interaction")
+    later = deliveries.alias("later")
+    newer_flag = (
+        exists()
+        .where(
+            later.c.rule_id == deliveries.c.rule_id,
+            later.c.user_id == deliveries.c.user_id,
+            later.c.guide_id.is_not(None),
+            later.c.created_at > deliveries.c.created_at,
+            later.c.created_at <= interaction.c.occurred_at,
+        )
+        .correlate(deliveries, interaction)  # two levels down: named, not guessed
+    )
     found = exists().where(
         interaction.c.user_id == deliveries.c.user_id,
         interaction.c.name.in_(list(names)),
+        interaction.c.occurred_at >= deliveries.c.created_at,
         interaction.c.occurred_at <= period.as_of,
         JsonText(interaction.c.properties, "rule_id") == rule.id,
+        ~newer_flag,
     )
     return case((found, 1), else_=0)
 

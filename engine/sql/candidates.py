@@ -33,7 +33,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.sql.expression import FromClause, Subquery
 
 from engine.rules.conditions import Kind
 from engine.rules.language import EventItem, Ops, Rule
@@ -67,7 +67,7 @@ class Compiled:
 
     anchor: FromClause | None  # the anchor events alias; None when anchored on a signup
     anchor_at: ColumnElement[Any]
-    anchor_match: tuple[ColumnElement[bool], ...]  # picks the user's anchor event(s)
+    anchor_match: tuple[ColumnElement[bool], ...]  # picks the anchor event(s), or narrows early
     conditions: tuple[Condition, ...]
     subject: ColumnElement[Any]
     occurrence: ColumnElement[Any]
@@ -107,6 +107,7 @@ def compile_rule(rule: Rule, now: datetime) -> Compiled:
     elif rule.when.anchored_on_account:
         anchor_at = account_created()
         present = anchor_at.is_not(None)
+        match = (_account_created_between(earliest, latest),)
     else:
         anchor = events.alias("anchor")
         anchor_at = anchor.c.occurred_at
@@ -153,6 +154,23 @@ def account_created() -> ColumnElement[Any]:
         .scalar_subquery()
     )
     return case((users.c.account_id.is_(None), users.c.signed_up_at), else_=first)
+
+
+def _account_created_between(earliest: datetime, latest: datetime) -> ColumnElement[bool]:
+    """Implied by the window on `account_created()`, but sargable: the account's first
+    member signed up in the window, so some member did. Without it, the database computes
+    every user's account creation (a subquery per user) to find the few in the window; with
+    it, the signup index finds the accounts first."""
+    member = users.alias("window_member")
+    in_window = member.c.signed_up_at.between(earliest, latest)
+    return or_(
+        and_(users.c.account_id.is_(None), users.c.signed_up_at.between(earliest, latest)),
+        users.c.account_id.in_(
+            select(member.c.account_id)
+            .where(in_window, member.c.account_id.is_not(None))
+            .correlate_except(member)
+        ),
+    )
 
 
 def _anchor_match(rule: Rule, anchor: FromClause, now: datetime) -> tuple[ColumnElement[bool], ...]:
@@ -278,8 +296,14 @@ def _source(compiled: Compiled) -> FromClause:
 
 
 def _chosen_members(compiled: Compiled) -> Select[Any]:
-    """Per account, the member a `once_per: account` rule fires for: the earliest-signed-up
-    member for whom it fires, ties by id (`reference.signup_order`)."""
+    """Per account, the member a `once_per: account` rule fires for."""
+    ranked = ranked_members(compiled)
+    return select(ranked.c.member_id).where(ranked.c.rank == 1)
+
+
+def ranked_members(compiled: Compiled) -> Subquery:
+    """The members for whom the compiled rule matches, ranked per subject (account): the
+    earliest-signed-up first, ties by id (`reference.signup_order`); rank 1 is chosen."""
     rank = (
         func.row_number()
         .over(
@@ -289,14 +313,13 @@ def _chosen_members(compiled: Compiled) -> Select[Any]:
         .label("rank")
     )
     matched = (*compiled.anchor_match, *(clause for _, clause in compiled.conditions))
-    ranked = (
-        select(users.c.id.label("member_id"), rank)
+    return (
+        select(users.c.id.label("member_id"), compiled.subject.label("subject"), rank)
         .select_from(_source(compiled))
         .where(*matched)
         .correlate(None)
         .subquery("ranked")
     )
-    return select(ranked.c.member_id).where(ranked.c.rank == 1)
 
 
 def _audience(rule: Rule) -> list[Condition]:
@@ -405,7 +428,7 @@ def _member_events(
     seen, member = events.alias(), users.alias("member")
     return (
         head.select_from(seen.join(member, member.c.id == seen.c.user_id))
-        .where(member.c.account_id == users.c.account_id, *_item_window(item, seen, anchor_at, now))
+        .where(member.c.account_id == users.c.account_id, *item_window(item, seen, anchor_at, now))
         .correlate_except(seen, member)
     )
 
@@ -414,10 +437,10 @@ def item_events(
     item: EventItem, seen: FromClause, anchor_at: ColumnElement[Any], now: datetime
 ) -> list[ColumnElement[bool]]:
     """The user's events that a done/not_done item sees."""
-    return [seen.c.user_id == users.c.id, *_item_window(item, seen, anchor_at, now)]
+    return [seen.c.user_id == users.c.id, *item_window(item, seen, anchor_at, now)]
 
 
-def _item_window(
+def item_window(
     item: EventItem, seen: FromClause, anchor_at: ColumnElement[Any], now: datetime
 ) -> list[ColumnElement[bool]]:
     start: ColumnElement[Any] | datetime = anchor_at if item.within is None else now - item.within

@@ -5,16 +5,18 @@ dialect, so the statement builders stay dialect-free. Pure: nothing here runs a 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, LargeBinary, String, Table, literal
+from sqlalchemy import BigInteger, Boolean, LargeBinary, String, Table, bindparam, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from engine.decide.keys import HOLDOUT_KEY_BYTES, holdout_key, user_hash
 from engine.sql.schema import deliveries
@@ -60,6 +62,51 @@ def _plus_sqlite(element: _Plus, compiler: SQLCompiler, **kw: Any) -> str:
 def _plus_pg(element: _Plus, compiler: SQLCompiler, **kw: Any) -> str:
     moment = compiler.process(element.moment, **kw)
     return f"({moment} + interval '{element.seconds} seconds')"
+
+
+class _NameList(TypeDecorator[Sequence[str]]):
+    """A list of names bound as one parameter: a JSON array (SQLite), a text[] (PostgreSQL)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Sequence[str] | None, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return json.dumps(list(value)) if dialect.name == "sqlite" else list(value)
+
+
+class NameIn(ColumnElement[bool]):
+    """`column IN names` (or NOT IN) with the names as one bound list: a statement keeps one
+    shape whatever the names, so it is compiled once and cached, and 600 timezone names are
+    one parameter, not 600 to expand and coerce on every execution."""
+
+    inherit_cache = True
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("names", InternalTraversal.dp_clauseelement),
+        ("negated", InternalTraversal.dp_plain_obj),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], names: Sequence[str], *, negated: bool) -> None:
+        self.column = column
+        self.names = bindparam(None, tuple(names), type_=_NameList())
+        self.negated = negated
+        self.type: TypeEngine[Any] = Boolean()
+
+
+@compiles(NameIn, "sqlite")
+def _name_in_sqlite(element: NameIn, compiler: SQLCompiler, **kw: Any) -> str:
+    column, names = compiler.process(element.column, **kw), compiler.process(element.names, **kw)
+    operator = "NOT IN" if element.negated else "IN"
+    return f"({column} {operator} (SELECT value FROM json_each({names})))"
+
+
+@compiles(NameIn, "postgresql")
+def _name_in_pg(element: NameIn, compiler: SQLCompiler, **kw: Any) -> str:
+    column, names = compiler.process(element.column, **kw), compiler.process(element.names, **kw)
+    test = f"({column} = ANY(CAST({names} AS TEXT[])))"
+    return f"(NOT {test})" if element.negated else test
 
 
 class HoldoutKey(ColumnElement[bytes]):

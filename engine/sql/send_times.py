@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from engine.decide.send_time import next_allowed, zone
 from engine.rules.quiet_hours import QuietHours
+from engine.sql.dialect import NameIn
 from engine.sql.schema import deliveries, users
 
 
@@ -54,7 +55,8 @@ def send_times(now: datetime, quiet: QuietHours, default_timezone: str) -> SendT
 
 def unlisted_timezone(times: SendTimes) -> ColumnElement[bool]:
     """Users whose timezone the table does not cover: decide() handles them."""
-    return and_(users.c.timezone.is_not(None), users.c.timezone.not_in(times.known))
+    timezone = users.c.timezone
+    return and_(timezone.is_not(None), NameIn(timezone, times.known, negated=True))
 
 
 def send_at(times: SendTimes, timezone: ColumnElement[Any], now: datetime) -> ColumnElement[Any]:
@@ -62,7 +64,7 @@ def send_at(times: SendTimes, timezone: ColumnElement[Any], now: datetime) -> Co
     whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [
         (timezone.is_(None), _time(times.without))
     ]
-    whens.extend((timezone.in_(names), _time(at)) for at, names in times.shifted)
+    whens.extend((NameIn(timezone, names, negated=False), _time(at)) for at, names in times.shifted)
     return case(*whens, else_=_time(now))
 
 

@@ -8,14 +8,14 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.engine import Row
 
 from engine.model import UserColumns
 from engine.sql.dialect import upsert_statement
 from engine.sql.schema import accounts, events, suppressions, users
 from engine.store.connection import Database, writing
-from engine.store.records import AccountUpsert, Alias, EventRecord, UserUpsert
+from engine.store.records import AccountUpsert, Alias, Aliased, EventRecord, UserUpsert
 
 _COLUMN_FIELDS = tuple(f.name for f in fields(UserColumns))
 
@@ -118,22 +118,33 @@ class People:
             )
         return len(merged)
 
-    def alias_events(self, aliases: Sequence[Alias]) -> int:
+    def alias_events(self, aliases: Sequence[Alias]) -> Aliased:
         """Re-point the events of each previous id to its user id, all in one transaction
-        and in order (so a chain a -> b -> c ends at c). Returns how many events moved."""
+        and in order (so a chain a -> b -> c ends at c).
+
+        A previous id with a user row of its own (identified, or named by a group call) is
+        refused and keeps its events: an alias merges an anonymous id into a user, and would
+        otherwise hand a user's whole history to whoever names it (issue 15)."""
         moves = [a for a in aliases if a.previous_id != a.user_id]
         if not moves:
-            return 0
+            return Aliased(0, frozenset())
         moved = 0
         with writing(self.db) as connection:
+            previous = sorted({a.previous_id for a in moves})
+            known = select(users.c.id).where(users.c.id.in_(previous))
+            refused = frozenset(connection.execute(known).scalars())
             for alias in moves:
+                if alias.previous_id in refused:
+                    continue
+                # Checked again in the statement: an identify may have landed since.
+                anonymous = ~exists().where(users.c.id == alias.previous_id)
                 result = connection.execute(
                     update(events)
-                    .where(events.c.user_id == alias.previous_id)
+                    .where(events.c.user_id == alias.previous_id, anonymous)
                     .values(user_id=alias.user_id)
                 )
                 moved += int(result.rowcount)
-        return moved
+        return Aliased(moved, refused)
 
     def suppress(
         self,

@@ -41,3 +41,12 @@ class Alias:
 
     previous_id: str
     user_id: str
+
+
+@dataclass(frozen=True)
+class Aliased:
+    """What storing aliases did: how many events moved, and the previous ids refused for
+    having a user row of their own (an alias merges only an anonymous id into a user)."""
+
+    moved: int
+    refused: frozenset[str]

@@ -16,13 +16,13 @@ from engine.decide.firing import Planned
 from engine.durations import format_duration
 from engine.errors import LifecycleError
 from engine.model import Status
-from engine.rules.language import Ops, Rule
+from engine.rules.language import EventItem, Ops, Rule
 from engine.runner import Runner
 from engine.sql.candidates import Compiled, compile_rule
 from engine.sql.explain import explain_query
 
 # Conditions that only mean something once the user has an anchor.
-NEEDS_ANCHOR = ("after", "expires", "not_done", "done.")
+NEEDS_ANCHOR = ("after", "expires", "not_done", "done", "account_")
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,10 @@ def explain(runner: Runner, rule_id: str, user_id: str, at: datetime) -> Explana
     checks = interpret(rule, compile_rule(rule, at), row, at)
     planned = None
     if all(check.ok for check in checks):
-        batches = runner.plan(at, rule_ids=[rule.id], user_ids=[user_id])
-        planned = next((p for batch in batches for p in batch), None)
+        # Read the plan to its end: it streams from a server-side cursor.
+        batches = list(runner.plan(at, rule_ids=[rule.id], user_ids=[user_id]))
+        mine = [p for batch in batches for p in batch if p.occurrence == row["occurrence"]]
+        planned = mine[0] if mine else None
     return Explanation(rule, user_id, at, tuple(checks), planned)
 
 
@@ -85,7 +87,24 @@ def interpret(rule: Rule, compiled: Compiled, row: dict[str, Any], now: datetime
             continue
         ok = bool(row[f"check_{index}"])
         checks.append(Check(name, ok, _detail(rule, name, ok, row, now)))
+    if compiled.one_per_account:
+        checks.append(_member_check(checks, row))
     return checks
+
+
+def _member_check(checks: list[Check], row: dict[str, Any]) -> Check:
+    """`once_per: account`: of the members it matches, the rule fires for one."""
+    if not all(check.ok for check in checks):
+        return Check("account_member", None, "not evaluated: a condition fails")
+    chosen, account = row["chosen_member"], _account(row)
+    if chosen == row["id"]:
+        return Check("account_member", True, f"the earliest-signed-up matching member of {account}")
+    detail = f"{account} fires for {chosen}, its earliest-signed-up matching member"
+    return Check("account_member", False, detail)
+
+
+def _account(row: dict[str, Any]) -> str:
+    return f"account {row['account_id']}" if row["account_id"] else "the user's own account"
 
 
 def _index(compiled: Compiled, name: str) -> int:
@@ -97,6 +116,9 @@ def _detail(rule: Rule, name: str, ok: bool, row: dict[str, Any], now: datetime)
         return _audience_detail(rule, name.removeprefix("audience."), row)
     if name.startswith("done."):
         return _done_detail(rule, name.removeprefix("done."), ok, row, now)
+    if name.endswith("]"):
+        kind, index = name.removesuffix("]").split("[")
+        return item_detail(rule, kind, int(index), ok, row, now)
     detail = {
         "anchor": _anchor_detail,
         "after": _after_detail,
@@ -108,6 +130,15 @@ def _detail(rule: Rule, name: str, ok: bool, row: dict[str, Any], now: datetime)
 
 
 def _audience_detail(rule: Rule, key: str, row: dict[str, Any]) -> str:
+    if key.startswith("account."):
+        trait = key.removeprefix("account.")
+        traits = row["account_traits"]
+        if traits is None:
+            facts = f"{_account(row)} has no traits"
+        else:
+            actual = repr(traits[trait]) if trait in traits else "absent"
+            facts = f"{_account(row)}'s trait {trait} is {actual}"
+        return f"{facts}; wants {wants(rule.audience.account[trait])}"
     if key.startswith("traits."):
         trait = key.removeprefix("traits.")
         traits = row["traits"] or {}
@@ -133,16 +164,43 @@ def _anchor_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> 
     since = rule.when.anchor_name
     if rule.when.anchored_on_signup:
         return f"signed up at {_t(row['anchor_at'])}" if ok else "no signup time"
+    if rule.when.anchored_on_account:
+        return _account_anchor(ok, row)
     where = f" with {_where(rule)}" if rule.when.anchor_where else ""
     if ok:
-        return f"first {since}{where} at {_t(row['anchor_at'])}"
+        which, occurrence = _which(rule, row), _occurrence(rule, row)
+        return f"{which} {since}{where}{occurrence} at {_t(row['anchor_at'])}"
     count = row["since_count"]
     others = f" ({count} {since} event(s), none matching)" if count and where else ""
     return f"no {since} event{where}{others}"
 
 
+def _account_anchor(ok: bool, row: dict[str, Any]) -> str:
+    if not row["account_id"]:
+        return f"signed up at {_t(row['anchor_at'])} (no account)" if ok else "no signup time"
+    if ok:
+        return f"account {row['account_id']}'s first member signed up at {_t(row['anchor_at'])}"
+    return f"no member of account {row['account_id']} has a signup time"
+
+
+def _which(rule: Rule, row: dict[str, Any]) -> str:
+    if rule.once_per == "occurrence" and rule.when.occurrence_key is None:
+        return "the" if rule.when.occurrence == "first" else "last"
+    return rule.when.occurrence
+
+
+def _occurrence(rule: Rule, row: dict[str, Any]) -> str:
+    """Which occurrence the anchor is: its key, or the event itself."""
+    if rule.once_per != "occurrence":
+        return ""
+    if rule.when.occurrence_key is not None:
+        value = str(row["occurrence"]).removeprefix("key:")
+        return f" of {rule.when.occurrence_key} {value!r}"
+    return f" (event {row['anchor_event_id']})"
+
+
 def _where(rule: Rule) -> str:
-    return ", ".join(f"{key} {wants(ops)}" for key, ops in rule.when.anchor_where.items())
+    return _conditions(rule.when.anchor_where)
 
 
 def _after_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> str:
@@ -173,11 +231,79 @@ def _done_detail(rule: Rule, name: str, ok: bool, row: dict[str, Any], now: date
 
 
 def _delivered_detail(rule: Rule, ok: bool, row: dict[str, Any], now: datetime) -> str:
+    scope = _scope(rule, row)
     if ok:
-        return "not delivered yet"
+        return _not_delivered(rule, row, scope)
     reason = f", {row['delivered_reason']}" if row["delivered_reason"] else ""
     status = f"{row['delivered_status']}{reason}"
-    return f"already delivered at {_t(row['delivered_created_at'])} (status {status})"
+    at = row["delivered_created_at"]
+    to = f", to {row['delivered_user_id']}" if rule.once_per == "account" else ""
+    delivered = f"already delivered{scope} at {_t(at)}{to} (status {status})"
+    if rule.repeat_after is None:
+        return delivered
+    return f"{delivered}; may repeat from {_t(at + rule.repeat_after)}"
+
+
+def _not_delivered(rule: Rule, row: dict[str, Any], scope: str) -> str:
+    fired = row["delivered_count"]
+    if rule.repeat_after is None or not fired:
+        return f"not delivered{scope} yet"
+    every = format_duration(rule.repeat_after)
+    last = _t(row["delivered_created_at"])
+    return f"last delivered{scope} at {last}, over {every} ago: this is firing {row['occurrence']}"
+
+
+def _scope(rule: Rule, row: dict[str, Any]) -> str:
+    if rule.once_per == "account":
+        return f" to {_account(row)}"
+    if rule.once_per == "occurrence":
+        return f" for occurrence {row['occurrence']}"
+    return ""
+
+
+# ---- v2 event conditions (pure) -----------------------------------------------------------
+
+
+def item_detail(
+    rule: Rule, kind: str, index: int, ok: bool, row: dict[str, Any], now: datetime
+) -> str:
+    """`not_done[i]`, `done[i]`, `account_not_done[i]`, `account_done[i]`: what the window
+    holds (how many, the first one and whose), against what the item asks."""
+    item: EventItem = getattr(rule.when, kind)[index]
+    label = f"{kind}_{index}"
+    count, at, by = row[f"{label}_count"], row[f"{label}_at"], row[f"{label}_by"]
+    shared = kind.startswith("account_")
+    what = item.event + (f" with {_conditions(item.where)}" if item.where else "")
+    scope = f" by {_members(row)}" if shared else ""
+    window = _window(item, now)
+    if item.count is not None:
+        return f"{count} {what}{scope} {window}; wants {_counts(item)}"
+    if not count:
+        return f"no {what}{scope} {window}"
+    whose = f" by {by}" if shared else ""
+    return f"{what} at {_t(at)}{whose} ({count} {window})"
+
+
+def _members(row: dict[str, Any]) -> str:
+    if row["account_id"]:
+        return f"members of account {row['account_id']}"
+    return "the user (no account)"
+
+
+def _window(item: EventItem, now: datetime) -> str:
+    if item.within is None:
+        return f"between the anchor and {_t(now)}"
+    return f"in the last {format_duration(item.within)} (since {_t(now - item.within)})"
+
+
+def _counts(item: EventItem) -> str:
+    assert item.count is not None
+    given = item.count.model_dump(exclude_none=True)
+    return ", ".join(f"{op} {bound}" for op, bound in given.items())
+
+
+def _conditions(where: dict[str, Ops]) -> str:
+    return ", ".join(f"{key} {wants(ops)}" for key, ops in where.items())
 
 
 # ---- once it fires (pure) --------------------------------------------------------------

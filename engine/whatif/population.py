@@ -1,14 +1,16 @@
-"""A deterministic synthetic Airtouch population: personas, organic and invited signups, and
-the playbook's events spread over the past days. The same seed and `now` give the same data."""
+"""A deterministic synthetic Airtouch population: personas, organic and invited signups into
+workspaces (accounts; `group_calls` gives the call that names each and its plan), and the playbook's
+events spread over the past days. The same seed and `now` give the same data."""
 
 from __future__ import annotations
 
 import random
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from engine.store import EventRecord, UserUpsert
+from engine.store import AccountUpsert, EventRecord, UserUpsert
 
 PERSONAS = (
     ("data_engineer", 0.40),
@@ -162,6 +164,20 @@ def _user(
             "plan": _pick(rng, PLANS),
         },
     )
+
+
+def group_calls(users: Sequence[UserUpsert]) -> list[AccountUpsert]:
+    """The group call of each workspace an organic signup created: the founder's company and
+    plan (account rules, such as the trial-account nudge, read these). Derived, not drawn:
+    the users and events stay what they were before workspaces had traits (the bench streams
+    the same users and adds group calls of its own)."""
+    return [
+        AccountUpsert(
+            user.account_id, {"name": user.traits["company"], "plan": user.traits["plan"]}
+        )
+        for user in users
+        if user.signup_source == "organic" and user.account_id is not None
+    ]
 
 
 def _ascii(text: str) -> str:

@@ -51,13 +51,17 @@ class Period:
             now += self.step
 
 
+# (rule, subject, occurrence): what the ledger's unique key says a firing is.
+LedgerKey = tuple[str, str, str]
+
+
 @dataclass(frozen=True)
 class Entry:
     """One ledger row a replayed tick wrote: a message that would have gone out, or not."""
 
     at: datetime  # the simulated tick that wrote it
     rule_id: str
-    user_id: str
+    user_id: str  # the recipient
     persona: str | None
     signup_source: str | None
     status: str  # the ledger status as written: pending, sent (guide only), held_out, skipped
@@ -66,10 +70,22 @@ class Entry:
     send_at: datetime | None
     email: str | None  # template
     guide: str | None
+    # The rest of the ledger key: whom the firing counts against (the user, or
+    # `account:<id>` / `user:<id>` for `once_per: account`) and which of its firings.
+    subject: str = ""
+    occurrence: str = ""
 
     @property
-    def key(self) -> tuple[str, str]:
-        return self.rule_id, self.user_id
+    def key(self) -> LedgerKey:
+        """The ledger's unique key (rule, subject, occurrence): a v2 rule writes several rows
+        per (rule, user) (occurrences, repeats), and one per account for `once_per: account`."""
+        return self.rule_id, self.subject or self.user_id, self.occurrence
+
+    @property
+    def scoped(self) -> bool:
+        """Whether the row is more than v1's one per (rule, user): an account's firing, an
+        occurrence or a repeat. v1 rows show as they always did."""
+        return self.occurrence != "" or self.subject not in ("", self.user_id)
 
     @property
     def outcome(self) -> str:
@@ -107,6 +123,8 @@ def entry(row: dict[str, Any]) -> Entry:
         send_at=row["send_at"],
         email=row["email_template"],
         guide=row["guide_id"],
+        subject=row["subject"],
+        occurrence=row["occurrence"],
     )
 
 
@@ -172,21 +190,23 @@ CHANGES = ("gained", "lost", "moved", "changed")
 
 @dataclass(frozen=True)
 class Change:
-    """How one (rule, user) message differs between the baseline and the proposed rules."""
+    """How one firing (one ledger key) differs between the baseline and the proposed rules."""
 
     kind: str  # gained | lost | moved (same outcome, another time) | changed (another outcome)
     before: Entry | None  # under the baseline (--against)
     after: Entry | None  # under the proposed rules (--rules)
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> LedgerKey:
         either = self.after or self.before
         assert either is not None
         return either.key
 
 
 def diff(baseline: Sequence[Entry], proposed: Sequence[Entry]) -> list[Change]:
-    """Messages gained, lost, moved in time or changed in outcome, by rule then user."""
+    """Messages gained, lost, moved in time or changed in outcome, by ledger key (rule, then
+    subject, then occurrence): each occurrence, repeat and account firing is its own message,
+    and a replay writes each key at most once."""
     old = {item.key: item for item in baseline}
     new = {item.key: item for item in proposed}
     changes = []
@@ -202,16 +222,17 @@ def compare(before: Entry | None, after: Entry | None) -> Change | None:
         return Change("gained", None, after)
     if after is None:
         return Change("lost", before, None)
-    if (before.outcome, before.reason, before.email, before.guide) != (
-        after.outcome,
-        after.reason,
-        after.email,
-        after.guide,
-    ):
+    if _what(before) != _what(after):
         return Change("changed", before, after)
     if before.when != after.when:
         return Change("moved", before, after)
     return None
+
+
+def _what(item: Entry) -> tuple[str | None, ...]:
+    """What a message is, apart from when: for an account's firing, the member it goes to is
+    part of it (another member is another message under the same key)."""
+    return item.user_id, item.outcome, item.reason, item.email, item.guide
 
 
 def diff_totals(changes: Sequence[Change]) -> dict[str, Counter[str]]:

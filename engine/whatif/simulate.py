@@ -4,8 +4,10 @@ synthetic population whose users respond to what they are sent.
 After each tick, every new ledger row of a rule with a goal draws whether the user performs
 the goal event within the goal window: with probability `baseline` when held out (or when
 nothing reached them), `baseline + effect` when treated. The planted `effect` is what a
-holdout comparison should measure. Draws are seeded per (seed, rule, user), so a history is
-the same whatever order the database returns rows in."""
+holdout comparison should measure. Draws are seeded per (seed, ledger key): the rule, the
+user, and for v2 rows the subject and occurrence, so each occurrence, repeat and account
+firing draws on its own, and a history is the same whatever order the database returns rows
+in."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from engine.model import Status
 from engine.rules.language import Goal, Ops, Rule
 from engine.runner import Runner
 from engine.store import EventRecord, Store
-from engine.whatif.population import Population
+from engine.whatif.population import Population, group_calls
 from engine.whatif.replay import Period
 
 STEP = timedelta(hours=1)
@@ -46,7 +48,8 @@ class Response:
         """The goal event this ledger row leads to, or None."""
         if rule.goal is None:
             return None
-        draw = random.Random(f"{self.seed}/{rule.id}/{row['user_id']}")
+        name = firing_name(rule, row)
+        draw = random.Random(f"{self.seed}/{name}")
         chance = self.baseline + (self.effect if treated(row) else 0.0)
         if draw.random() >= min(max(chance, 0.0), 1.0):
             return None
@@ -56,8 +59,20 @@ class Response:
             name=rule.goal.event,
             occurred_at=at.replace(microsecond=0),
             properties=satisfying(rule.goal),
-            message_id=f"sim-{self.seed}-{rule.id}-{row['user_id']}",
+            message_id=f"sim-{self.seed}-{name.replace('/', '-')}",
         )
+
+
+def firing_name(rule: Rule, row: dict[str, Any]) -> str:
+    """`rule/user` for a v1 row (the draws v1 histories always had), then the subject when
+    it is not the user and the occurrence when there is one: a repeat's goal event is an event
+    of its own, not a duplicate of the first firing's (events dedupe on message id)."""
+    parts = [rule.id, row["user_id"]]
+    if row["subject"] != row["user_id"]:
+        parts.append(row["subject"])
+    if row["occurrence"]:
+        parts.append(row["occurrence"])
+    return "/".join(parts)
 
 
 def treated(row: dict[str, Any]) -> bool:
@@ -126,6 +141,9 @@ def _goal_events(
 
 
 def _store_population(store: Store, population: Population, now: datetime) -> None:
+    accounts = group_calls(population.users)
+    for start in range(0, len(accounts), BATCH):
+        store.people.upsert_accounts(accounts[start : start + BATCH], now)
     for start in range(0, len(population.users), BATCH):
         store.people.upsert_users(population.users[start : start + BATCH], now)
     for start in range(0, len(population.events), BATCH):

@@ -154,6 +154,8 @@ def test_dry_run_filters_by_user_and_shows_bodies(loaded: Project) -> None:
     assert "create_connection_tour" in nudge["email"]["html"]
     table = loaded.run("dry-run", "--at", iso(hours=24), "--user", "omar").stdout
     assert "organic-data-engineer" in table
+    assert "firing" not in table  # v1 rows: one per rule and user, nothing more to name
+    assert all((r["subject"], r["occurrence"]) == ("omar", "") for r in rows)
 
 
 def test_dry_run_without_at_uses_the_current_time(loaded: Project) -> None:

@@ -167,8 +167,12 @@ def test_demo_simulates_a_history_the_replay_reproduces(sqlite_project: Project)
     report = sqlite_project.json(
         "replay", "--from", "2026-03-08T12:00:00Z", "--to", "2026-03-10T12:00:00Z", "--step", "1h"
     )
-    assert {(r["rule"], r["user_id"]) for r in report["timeline"]} == {
-        (d["rule_id"], d["user_id"]) for d in ledger
-    }
+    # By ledger key: the rule, whom it counts against, which firing.
+    assert {
+        (r["rule"], r["user_id"], r["subject"], r["occurrence"]) for r in report["timeline"]
+    } == {(d["rule_id"], d["user_id"], d["subject"], d["occurrence"]) for d in ledger}
+    with sqlite_project.store() as store:
+        plans = {a["traits"]["plan"] for a in store.reads.accounts()}
+    assert plans == {"trial", "free", "team"}  # the workspaces' group calls
     again = sqlite_project.run("demo", "--simulate", "2", ok=False)
     assert "--reset" in again.stderr

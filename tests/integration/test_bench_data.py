@@ -1,15 +1,28 @@
-"""The scaling benchmark's data: the streamed generator makes exactly engine.demo's users and
-events, and the bulk loader stores exactly what the Store's ingestion stores."""
+"""The benchmarks' data: the streamed generator makes exactly engine.demo's users and events,
+the bulk loader stores exactly what the Store's ingestion stores, and on the tick benchmark's
+dataset (with its retention layer) the hand-written SQL makes the engine's decisions."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from rich.console import Console
 from sqlalchemy import text
 
 from bench.bulkload import load_part
+from bench.databases import LedgerKeys, ledger_keys, reset_ledger
+from bench.dataset import NOW as BENCH_NOW
+from bench.dataset import load, make_population
+from bench.engine_run import ROOT, open_engine
+from bench.errors import BenchError
+from bench.hand_run import verify
+from bench.handsql import check_against, compile_pack, run_pack
 from bench.stream import HISTORY_EVENT, Shape, stream
+from engine.app.wiring import App
+from engine.rules.language import RuleSet, load_rules
 from engine.store import Store
 from engine.whatif.population import Population, generate
 
@@ -63,3 +76,101 @@ def test_bulk_loading_stores_what_ingestion_stores(store: Store) -> None:
     load_part(store.engine, population, NOW)
 
     assert rows(store) == ingested
+
+
+# ---- the hand-written SQL makes the engine's decisions --------------------------------
+
+V2_RULES = (
+    "win-back-lapsed-data-engineer",
+    "trial-account-no-workflow-day3",
+    "data-engineer-month-after-activation",
+)
+SMALL = 1500  # demo users; the retention layer adds a quarter as many veterans
+# Weekly ticks over nine weeks (each rule's window is at least a week long): the later ticks
+# see the earlier ones' firings, and a user who lapses twice is won back twice.
+WEEKLY = [BENCH_NOW - timedelta(weeks=weeks) for weeks in range(9, -1, -1)]
+
+
+@pytest.fixture
+def bench_app(store: Store) -> Iterator[App]:
+    """The bench's engine over the store's database, holding the bench's dataset."""
+    load(store, make_population(SMALL, seed=42), Console(quiet=True))
+    app = open_engine(store.engine.url.render_as_string(hide_password=False), None)
+    try:
+        yield app
+    finally:
+        app.store.engine.dispose()
+
+
+def engine_keys(app: App, ticks: Sequence[datetime]) -> LedgerKeys:
+    reset_ledger(app.store.engine)
+    for at in ticks:
+        app.runner.tick(at, dispatch=False)
+    return ledger_keys(app.store.engine)
+
+
+def hand_keys(app: App, ticks: Sequence[datetime]) -> LedgerKeys:
+    engine = app.store.engine
+    reset_ledger(engine)
+    pack = compile_pack(engine.dialect.name)
+    for at in ticks:
+        run_pack(engine, pack, at)
+    return ledger_keys(engine)
+
+
+def fired(keys: LedgerKeys, rule_id: str) -> LedgerKeys:
+    return {key for key in keys if key[0] == rule_id}
+
+
+def test_the_hand_sql_fires_as_the_engine_does_for_every_rule(bench_app: App) -> None:
+    check_against(bench_app.rules, bench_app.config.defaults.guide_ttl)
+    expected = engine_keys(bench_app, [BENCH_NOW])
+
+    verify(hand_keys(bench_app, [BENCH_NOW]), expected, bench_app.store.dialect)
+
+    # Not vacuous: each v2 rule fires here, the account rule for an account's first member.
+    assert all(fired(expected, rule_id) for rule_id in V2_RULES)
+    assert {key[1][:8] for key in fired(expected, V2_RULES[1])} == {"account:"}
+
+
+def test_the_hand_sql_takes_the_engine_s_repeats_on_a_ledger_with_firings(
+    bench_app: App,
+) -> None:
+    expected = engine_keys(bench_app, WEEKLY)
+
+    verify(hand_keys(bench_app, WEEKLY), expected, bench_app.store.dialect)
+
+    # The win-back fired again for someone who lapsed twice: the `#2` occurrence.
+    assert "#2" in {key[2] for key in fired(expected, V2_RULES[0])}
+
+
+def test_a_mismatch_fails_loudly() -> None:
+    one = ("win-back-lapsed-data-engineer", "u1", "", "u1")
+    with pytest.raises(BenchError, match="different ledger rows"):
+        verify({one}, {one, (*one[:2], "#2", "u1")}, "sqlite")
+
+
+def test_the_hand_sql_refuses_a_pack_it_was_not_written_from() -> None:
+    rules = load_rules(
+        ROOT / "rules", default_expires=timedelta(days=3), activation_event="workflow_run"
+    )
+    check_against(rules, timedelta(days=7))
+    win_back = rules.get(V2_RULES[0])
+    (runs,) = win_back.when.done
+    drifted = win_back.model_copy(
+        update={
+            "repeat_after": timedelta(days=20),
+            "when": win_back.when.model_copy(
+                update={"done": (runs.model_copy(update={"within": timedelta(days=60)}),)}
+            ),
+        }
+    )
+    pack = RuleSet(
+        tuple(drifted if r.id == drifted.id else r for r in rules.rules), dict(rules.sources)
+    )
+
+    with pytest.raises(BenchError) as raised:
+        check_against(pack, timedelta(days=7))
+
+    message = str(raised.value)
+    assert all(word in message for word in ("repeat_after", "conditions", ":runs_since"))

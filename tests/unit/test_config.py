@@ -239,10 +239,11 @@ def test_environment_keeps_the_other_keys_of_the_section(tmp_path: Path) -> None
 
 
 def test_environment_json_value_for_a_mapping(tmp_path: Path) -> None:
-    config = load_config(
-        tmp_path / "config.yaml", environ={"LIFECYCLE_LINKS": '{"app": "https://a.example"}'}
+    # No "__": a whole section is refused, naming the variable (issue 15), never ignored.
+    [problem] = config_errors(
+        tmp_path / "config.yaml", {"LIFECYCLE_LINKS": '{"app": "https://a.example"}'}
     )
-    assert config.links == {}  # no "__": not an override
+    assert problem.startswith("environment LIFECYCLE_LINKS: 'links' is a section")
     config = load_config(
         tmp_path / "config.yaml", environ={"LIFECYCLE_LINKS__APP": "https://a.example"}
     )

@@ -216,7 +216,11 @@ def test_text_no_database_can_hold_is_rejected() -> None:
     [
         ('{"a": NaN}', "invalid JSON: NaN is not a JSON number"),
         ('{"a": -Infinity}', "invalid JSON: -Infinity is not a JSON number"),
-        ('{"a": 1e400}', "invalid JSON: the number 1e400 is out of range"),
+        (
+            '{"a": 1e400}',
+            "invalid JSON: the number 1e400 is out of range "
+            "(a number must fit a double: up to about 1.8e308 in size)",
+        ),
         ('{"a": }', "invalid JSON: Expecting value (column 7)"),
         ('{\n"a": }', "invalid JSON: Expecting value (line 2 column 6)"),
         ("[" * 50_000, "invalid JSON: nested too deeply"),
@@ -269,3 +273,75 @@ def test_an_empty_trait_name_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, {})
     assert f"{path}:2: ingest.persona.0:" in str(info.value)
+
+
+# ---- long message ids and numbers out of range (issue 15) -----------------------------------
+
+
+def test_a_long_message_id_keeps_a_prefix_and_hashes_the_whole() -> None:
+    base = "id-" + "x" * 300
+    first = event({"type": "track", "userId": "u", "event": "e", "messageId": base + "1"})
+    second = event({"type": "track", "userId": "u", "event": "e", "messageId": base + "2"})
+    assert first.message_id is not None
+    assert second.message_id is not None
+    assert first.message_id != second.message_id
+    assert len(first.message_id) == len(second.message_id) == 255
+    assert first.message_id.startswith(base[:100])
+    assert "~sha256:" in first.message_id
+    again = event({"type": "track", "userId": "u", "event": "e", "messageId": base + "1"})
+    assert again.message_id == first.message_id  # a retry de-duplicates
+    exact = event({"type": "track", "userId": "u", "event": "e", "messageId": "y" * 255})
+    assert exact.message_id == "y" * 255  # what fits is kept as sent
+
+
+@pytest.mark.parametrize(
+    ("number", "shown"),
+    [
+        ("9" * 5000, "the number 99999999999999999999... (5000 digits) is out of range"),
+        ("1" + "0" * 320, "(321 digits) is out of range"),
+        ("-1e309", "the number -1e309 is out of range"),
+    ],
+)
+def test_decode_json_refuses_numbers_no_double_holds(number: str, shown: str) -> None:
+    with pytest.raises(SegmentError, match=r"^invalid JSON: ") as info:
+        decode_json('{"a": ' + number + "}")
+    assert shown in str(info.value)
+    assert decode_json('{"a": ' + "9" * 300 + "}") == {"a": int("9" * 300)}  # a double holds it
+
+
+def test_a_marked_number_fails_its_message_with_the_path() -> None:
+    text = '{"type": "track", "userId": "u", "event": "e", "properties": {"a": [{"b": N}]}}'
+    message = decode_json(text.replace("N", "9" * 5000), mark_numbers=True)
+    with pytest.raises(SegmentError, match=r"^properties\.a\[0\]\.b: the number 9{20}\.\.\. "):
+        parse(message)
+    identify = '{"type": "identify", "userId": "u", "traits": {"x": NaN}}'
+    nan = decode_json(identify, mark_numbers=True)
+    with pytest.raises(SegmentError, match=r"^traits\.x: NaN is not a JSON number$"):
+        parse(nan)
+
+
+def test_identify_reads_context_traits_under_the_top_level_ones() -> None:
+    """RudderStack's SDKs send identify traits only in context.traits."""
+    record = parse(
+        {
+            "type": "identify",
+            "userId": "u1",
+            "traits": {"persona": "analyst"},
+            "context": {
+                "traits": {"persona": "data_engineer", "email": "u1@example.com", "plan": "team"},
+                "timezone": "Europe/Paris",
+                "locale": "fr-FR",
+            },
+        }
+    )
+    assert isinstance(record, UserUpsert)
+    assert (record.persona, record.email, record.timezone) == (
+        "analyst",
+        "u1@example.com",
+        "Europe/Paris",
+    )
+    assert record.traits == {"plan": "team", "locale": "fr-FR"}
+    with pytest.raises(SegmentError, match=r"^context\.timezone: must be a string, got \['UTC'\]$"):
+        parse({"type": "identify", "userId": "u1", "context": {"timezone": ["UTC"]}})
+    with pytest.raises(SegmentError, match=r"^context: must be an object$"):
+        parse({"type": "identify", "userId": "u1", "context": "web"})
