@@ -277,7 +277,8 @@ def run(state: State, no_api: bool) -> None:
     from engine.daemon.scheduler import run as run_daemon
 
     logging.getLogger("lifecycle").setLevel(logging.INFO)
-    _signing_key_or_exit(state.config(), None if no_api else state.config().api.host)
+    config = state.config()
+    _signing_key_or_exit(config, None if no_api else config.api.host)
     app, clock = state.app(), SystemClock()
     stop = Stop()
     http = None
