@@ -399,13 +399,12 @@ def _happened(
     (`account`) any member's of the user's account."""
     if item.count is None:
         own: ColumnElement[Any] = exists().where(*item_events(item, events.alias(), anchor_at, now))
-        shared: ColumnElement[Any] = exists(
-            _member_events(item, anchor_at, now, select(literal(1)))
-        )
     else:
         own = _count(item, anchor_at, now)
-        shared = _member_events(item, anchor_at, now, select(func.count())).scalar_subquery()
-    value = own if not account else case((users.c.account_id.is_(None), own), else_=shared)
+    value = own
+    if account:
+        shared = _member_events(item, anchor_at, now)
+        value = case((users.c.account_id.is_(None), own), else_=shared)
     if item.count is None:
         return value
     return and_(true(), *(compare(value, bound) for bound, compare in item.count.bounds()))
@@ -423,13 +422,26 @@ def _count(item: EventItem, anchor_at: ColumnElement[Any], now: datetime) -> Col
 
 
 def _member_events(
-    item: EventItem, anchor_at: ColumnElement[Any], now: datetime, head: Select[Any]
-) -> Select[Any]:
+    item: EventItem, anchor_at: ColumnElement[Any], now: datetime
+) -> ColumnElement[Any]:
+    """Whether (or, with a count, how often) the account's members did the item: member by
+    member, each through the (user_id, name, occurred_at) index. A join of events to members
+    let SQLite drive from the events of that name in the window, every user's: 2.8 s a tick
+    at 20k users, for one rule."""
     seen, member = events.alias(), users.alias("member")
+    own = (seen.c.user_id == member.c.id, *item_window(item, seen, anchor_at, now))
+    members = select(member.c.id).where(member.c.account_id == users.c.account_id)
+    if item.count is None:
+        did = exists().where(*own).correlate_except(seen)
+        return exists(members.where(did).correlate_except(member))
+    per_member = select(func.count()).select_from(seen).where(*own).correlate_except(seen)
+    total = func.coalesce(func.sum(per_member.scalar_subquery()), 0)
     return (
-        head.select_from(seen.join(member, member.c.id == seen.c.user_id))
-        .where(member.c.account_id == users.c.account_id, *item_window(item, seen, anchor_at, now))
-        .correlate_except(seen, member)
+        select(total)
+        .select_from(member)
+        .where(member.c.account_id == users.c.account_id)
+        .correlate_except(member)
+        .scalar_subquery()
     )
 
 
