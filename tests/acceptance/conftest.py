@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,12 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+from engine.app.wiring import open_store
 from engine.cli import cli
+from engine.clock import FixedClock
 from engine.config import load_config
+from engine.http.app import create_app
+from engine.http.server import running_server
 from engine.store import Store, connect
 from tests.conftest import ROOT, _truncate
 from tests.smtp_fixtures import smtp_certs, smtp_server, smtp_tls_server
@@ -103,3 +108,28 @@ def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]
 @pytest.fixture
 def sqlite_project(tmp_path: Path) -> Project:
     return make_project(tmp_path, "sqlite:///lifecycle.db")
+
+
+def keyed_project(request: pytest.FixtureRequest, tmp_path: Path, key: str) -> Project:
+    """The default pack with API write key `key`, on an empty database of the fixture's
+    param ("sqlite" or "postgresql")."""
+    if request.param == "sqlite":
+        return make_project(tmp_path, "sqlite:///lifecycle.db", api={"write_keys": [key]})
+    url = request.getfixturevalue("pg_database")
+    engine = connect(url)
+    _truncate(engine)
+    engine.dispose()
+    return make_project(tmp_path, url, api={"write_keys": [key]})
+
+
+@contextmanager
+def serving(project: Project, now: datetime) -> Iterator[str]:
+    """The project's API on a free loopback port, its clock fixed at `now`; yields its URL."""
+    config = load_config(project.config_file, environ={})
+    store = open_store(config)  # creates the schema, as `lifecycle api` does
+    try:
+        app = create_app(store=store, config=config, clock=FixedClock(now))
+        with running_server(app) as url:
+            yield url
+    finally:
+        store.engine.dispose()

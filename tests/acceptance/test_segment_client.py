@@ -13,14 +13,8 @@ from segment.analytics import Client
 from segment.analytics import request as segment_request
 from segment.analytics.request import APIError
 
-from engine.app.wiring import open_store
-from engine.clock import FixedClock, isoformat
-from engine.config import load_config
-from engine.http.app import create_app
-from engine.http.server import running_server
-from engine.store import connect
-from tests.acceptance.conftest import Project, make_project
-from tests.conftest import _truncate
+from engine.clock import isoformat
+from tests.acceptance.conftest import Project, keyed_project, serving
 
 KEY = "client-write-key"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -30,26 +24,14 @@ RULE = "organic-data-engineer-no-connection-24h"
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def ingesting(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
     """The default pack with a write key, on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        return make_project(tmp_path, "sqlite:///lifecycle.db", api={"write_keys": [KEY]})
-    url = request.getfixturevalue("pg_database")
-    engine = connect(url)
-    _truncate(engine)
-    engine.dispose()
-    return make_project(tmp_path, url, api={"write_keys": [KEY]})
+    return keyed_project(request, tmp_path, KEY)
 
 
 @pytest.fixture
 def base_url(ingesting: Project) -> Iterator[str]:
     """The project's API on a free loopback port, its clock fixed at NOW."""
-    config = load_config(ingesting.config_file, environ={})
-    store = open_store(config)  # creates the schema, as `lifecycle api` does
-    try:
-        app = create_app(store=store, config=config, clock=FixedClock(NOW))
-        with running_server(app) as url:
-            yield url
-    finally:
-        store.engine.dispose()
+    with serving(ingesting, NOW) as url:
+        yield url
     # The client keeps one module-level requests session; its pooled sockets must not
     # outlive the server (an unclosed socket is a ResourceWarning, an error here).
     segment_request._session.close()

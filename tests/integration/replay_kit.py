@@ -14,6 +14,7 @@ from engine.delivery.testing import RecordingTransport
 from engine.rules.language import load_rules
 from engine.runner import Runner
 from engine.store import EventRecord, Store, UserUpsert
+from engine.whatif.replay import Period
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 DAYS = 3
@@ -126,3 +127,15 @@ def seed(store: Store) -> None:
     users, events = population()
     store.people.upsert_users(users, T0)
     store.people.insert_events(events, T0)
+
+
+def run_daemon(
+    directory: Path, store: Store, period: Period, unsubscribes: dict[str, datetime]
+) -> None:
+    """The real tick, dispatch included, at every step; users unsubscribe in between."""
+    runner = make_runner(directory, store)
+    for now in period.ticks():
+        for user_id, at in unsubscribes.items():
+            if now - period.step < at <= now:
+                store.guides.unsubscribe(user_id, at)
+        runner.tick(now)

@@ -18,6 +18,7 @@ from tests.integration.replay_kit import (
     T0,
     UNSUBSCRIBES,
     make_runner,
+    run_daemon,
     seed,
     write_pack,
 )
@@ -26,16 +27,6 @@ HOUR = timedelta(hours=1)
 PERIOD = Period(T0, T0 + timedelta(days=DAYS), HOUR)
 
 Key = tuple[str, str, str, datetime, datetime | None, datetime]
-
-
-def run_daemon(tmp_path: Path, store: Store, period: Period) -> None:
-    """The real tick, dispatch included, at every step; users unsubscribe in between."""
-    runner = make_runner(tmp_path, store)
-    for now in period.ticks():
-        for user_id, at in UNSUBSCRIBES.items():
-            if now - HOUR < at <= now:
-                store.guides.unsubscribe(user_id, at)
-        runner.tick(now)
 
 
 def ledger_keys(store: Store, since: datetime) -> set[Key]:
@@ -59,7 +50,7 @@ def timeline_keys(entries: tuple[Entry, ...]) -> set[Key]:
 def recorded(tmp_path: Path, store: Store) -> Store:
     write_pack(tmp_path)
     seed(store)
-    run_daemon(tmp_path, store, PERIOD)
+    run_daemon(tmp_path, store, PERIOD, UNSUBSCRIBES)
     return store
 
 

@@ -14,23 +14,13 @@ import pytest
 from engine.store import AccountUpsert, EventRecord, Store, UserUpsert
 from engine.whatif.replay import Entry, Period, diff, diff_totals, replay
 from tests.integration import replay_kit_v2 as kit
-from tests.integration.replay_kit import T0, make_runner, write_pack
+from tests.integration.replay_kit import T0, make_runner, run_daemon, write_pack
 
 HOUR = timedelta(hours=1)
 STEP = 2 * HOUR  # the daemon's and the replay's; every hour costs twice the time
 PERIOD = Period(T0, T0 + timedelta(days=kit.DAYS), STEP)
 
 Key = tuple[str, str, str, str, str, datetime, datetime | None, datetime]
-
-
-def run_daemon(tmp_path: Path, store: Store, period: Period) -> None:
-    """The real tick, dispatch included, at every step; users unsubscribe in between."""
-    runner = make_runner(tmp_path, store)
-    for now in period.ticks():
-        for user_id, at in kit.UNSUBSCRIBES.items():
-            if now - STEP < at <= now:
-                store.guides.unsubscribe(user_id, at)
-        runner.tick(now)
 
 
 def ledger_keys(store: Store, since: datetime) -> set[Key]:
@@ -66,7 +56,7 @@ def timeline_keys(entries: tuple[Entry, ...]) -> set[Key]:
 def recorded(tmp_path: Path, store: Store) -> Store:
     write_pack(tmp_path, kit.RULES)
     kit.seed(store)
-    run_daemon(tmp_path, store, PERIOD)
+    run_daemon(tmp_path, store, PERIOD, kit.UNSUBSCRIBES)
     return store
 
 
