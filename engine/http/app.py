@@ -25,7 +25,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import __version__
-from engine.app.signing_key import weakness
 from engine.clock import Clock, isoformat
 from engine.config import BrandConfig, Config
 from engine.delivery.tokens import BadToken, BadTokenReason, read_unsubscribe_token
@@ -118,9 +117,8 @@ def create_app(
     without one the API exports its own (ingestion only). `not_ready`: the daemon's own
     reason not to take traffic (shutting down), checked by /readyz with the database."""
     metrics = metrics or Metrics()
-    weak = weakness(config.api.secret_key)
-    if weak is not None:  # `run` and `api` refuse it outside development (signing_key)
-        logger.warning("%s: unsubscribe links can be forged", weak)
+    # A weak api.secret_key is refused, or warned about once, by `run` and `api` before they
+    # get here (engine.app.signing_key.require_signing_key): one policy, one message.
     app = FastAPI(
         title="lifecycle API",
         version=__version__,
