@@ -31,9 +31,14 @@ from engine.sql.candidates import candidates as candidates_query
 from engine.sql.ledger import Settings, fits_in_sql, flags_select, in_python, ledger_insert
 from engine.store import Store
 from engine.store.ledger import Ledger
+from engine.store.marks import Mark
 from engine.telemetry.metrics import Metrics
 
 log = logging.getLogger("lifecycle.runner")
+
+# Beyond this many touched users, a rule is evaluated in full: its window is then no larger
+# than the list, and one range scan beats as many lookups.
+FULL_ABOVE = 50_000
 
 
 @dataclass
@@ -41,6 +46,9 @@ class TickReport:
     now: datetime
     written: Counter[str] = field(default_factory=Counter)  # "rule_id/status" -> rows
     dispatched: Counter[str] = field(default_factory=Counter)  # status -> emails
+    # How each rule was evaluated: "full", "incremental" (over the touched users) or "idle"
+    # (nobody touched: no statement ran) -> rules.
+    evaluations: Counter[str] = field(default_factory=Counter)
 
     def count(
         self, rule_id: str, statuses: Counter[str], guide_flags: int, metrics: Metrics | None
@@ -83,6 +91,7 @@ class Runner:
         random: Callable[[], float] = random.random,
         metrics: Metrics | None = None,
         set_based: bool = True,
+        incremental: bool = True,
     ) -> None:
         self.store = store
         self.config = config
@@ -90,6 +99,9 @@ class Runner:
         self.metrics = metrics  # None: nothing to export (the CLI's one-shot commands)
         # A tick writes in SQL what SQL can decide; tests turn it off to compare with decide().
         self.set_based = set_based
+        # Ticks read only what changed since each rule's mark; False (`--full`) re-reads every
+        # rule's whole window, as the tests' oracle does.
+        self.incremental = incremental
         self.composer = Composer(renderer, config, store.directory)
         self.dispatcher = Dispatcher(
             outbox=store.outbox,
@@ -151,6 +163,7 @@ class Runner:
             random=self.dispatcher.random,
             metrics=self.metrics,
             set_based=self.set_based,
+            incremental=self.incremental,
         )
 
     def dispatch(
@@ -187,8 +200,11 @@ class Runner:
         user_ids: Sequence[str] | None = None,
         ordered: bool = False,
         where: Sequence[ColumnElement[bool]] = (),
+        scope: Sequence[str] | None = None,
     ) -> Iterator[list[Planned]]:
-        query = candidates_query(rule, now, user_ids=user_ids, ordered=ordered, where=where)
+        query = candidates_query(
+            rule, now, user_ids=user_ids, ordered=ordered, where=where, scope=scope
+        )
         batches = self.store.ledger.candidates(query)
         for batch in batches:
             yield cap.apply(rule, [self._decide(rule, c, now) for c in batch])
@@ -233,24 +249,37 @@ class Runner:
         dispatch: bool = True,
         rule_ids: Sequence[str] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        full: bool = False,
     ) -> TickReport:
         """Evaluate the enabled rules (or `rule_ids`: the daemon passes the rules it holds the
         lease of) and dispatch. `should_stop` is asked between rules: each rule's writes are
-        committed on their own, so stopping early loses nothing."""
+        committed on their own, so stopping early loses nothing. Each rule is evaluated over
+        what changed since its mark, or in full (`full`, a new or changed rule, no mark)."""
         started = time.perf_counter()
         report = TickReport(now)
         cap = frequency_cap(self.store.ledger, self.config.mail.daily_cap, now)
-        for rule in self._selected(rule_ids):
+        rules = self._selected(rule_ids)
+        # Read before any rule is evaluated: what is ingested meanwhile is read again next time.
+        watermark = self.store.marks.watermark()
+        marks = {} if full or not self.incremental else self.store.marks.read(r.id for r in rules)
+        evaluated: dict[str, Mark] = {}
+        for rule in rules:
             if should_stop():
                 break
             try:
-                self._evaluate(rule, now, cap, report)
+                scope = self._scope(rule, now, marks.get(rule.id))
+                report.evaluations[_mode(scope)] += 1
+                if scope is None or scope:
+                    self._evaluate(rule, now, cap, report, scope)
+                evaluated[rule.id] = Mark(rule.fingerprint, now, watermark)
             except Exception:
                 # One broken rule (a database error on its query) must not stop the others.
                 log.exception(
                     "rule %s failed to evaluate at %s", rule.id, self.rules.where(rule.id)
                 )
                 report.written[f"{rule.id}/error"] += 1
+        # After the rules' writes: a crash before this line only makes the next tick re-read.
+        self._save_marks(evaluated)
         written = sum(n for key, n in report.written.items() if not key.endswith("/error"))
         if written >= self.store.ledger.ANALYZE_AFTER_ROWS:
             try:
@@ -265,9 +294,37 @@ class Runner:
             self.metrics.tick_duration.observe(time.perf_counter() - started)
         return report
 
-    def _evaluate(self, rule: Rule, now: datetime, cap: FrequencyCap, report: TickReport) -> None:
-        """Write the rule's rows: in SQL where SQL can decide them (engine/sql/ledger.py),
-        through `decide()` and the cap for the rest. Both give the rows the dry run plans."""
+    def _save_marks(self, evaluated: dict[str, Mark]) -> None:
+        try:
+            self.store.marks.save(evaluated)
+        except Exception:
+            # The rows are committed; without the marks the next tick reads a little more.
+            log.exception("saving the evaluation marks of %d rules failed", len(evaluated))
+
+    def prune(self) -> int:
+        """Drop the change log every enabled rule's mark has read (the daemon, after a tick)."""
+        return self.store.marks.prune(rule.id for rule in self.rules.enabled)
+
+    def _scope(self, rule: Rule, now: datetime, mark: Mark | None) -> list[str] | None:
+        """The users to evaluate `rule` for at `now`, or None for all of them: a rule with no
+        mark, a changed definition, a clock that went back, or too many touched users to list
+        (a full pass is then the cheaper plan)."""
+        if mark is None or mark.fingerprint != rule.fingerprint or now < mark.evaluated_at:
+            return None
+        touched = self.store.marks.touched(rule, mark, now)
+        return None if len(touched) > FULL_ABOVE else touched
+
+    def _evaluate(
+        self,
+        rule: Rule,
+        now: datetime,
+        cap: FrequencyCap,
+        report: TickReport,
+        scope: Sequence[str] | None = None,
+    ) -> None:
+        """Write the rule's rows (for the users in `scope`, when given): in SQL where SQL can
+        decide them (engine/sql/ledger.py), through `decide()` and the cap for the rest. Both
+        give the rows the dry run plans."""
         if self.metrics is not None:
             self.metrics.rule_evaluations.labels(rule.id).inc()
         # Earlier rules' emails are in the ledger now, where the cap reads them afresh: it
@@ -278,18 +335,22 @@ class Runner:
         if self.set_based and fits_in_sql(rule):
             python = in_python(rule, settings, now)
             in_sql = () if python is None else (~python,)
-            rows = ledger_insert(rule, now, settings, in_sql)
+            rows = ledger_insert(rule, now, settings, in_sql, scope)
             flags = partial(flags_select, rule, now, settings) if rule.send.guide else None
             decided = self.store.ledger.record_decided(rows, flags)
             report.count(rule.id, decided.statuses, decided.guide_flags, self.metrics)
             if python is None:
                 return
             rest = (python,)
-        for planned in self._plan_rule(rule, now, cap, where=rest):
+        for planned in self._plan_rule(rule, now, cap, where=rest, scope=scope):
             written = self.store.ledger.record(planned, now)
             statuses = Counter(p.status.value for p in written)
             guides = sum(1 for p in written if p.sets_guide)
             report.count(rule.id, statuses, guides, self.metrics)
+
+
+def _mode(scope: Sequence[str] | None) -> str:
+    return "full" if scope is None else "incremental" if scope else "idle"
 
 
 def frequency_cap(ledger: Ledger, limit: int | None, now: datetime) -> FrequencyCap:

@@ -143,12 +143,18 @@ def _check_rule_ids(app: App, rule_ids: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.option("--at", "at", type=Instant(), help="Run the tick as of this time (default now).")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Evaluate every rule's whole window, not only what changed since its last tick.",
+)
 @click.pass_obj
 @friendly_errors
-def tick(state: State, at: datetime | None) -> None:
+def tick(state: State, at: datetime | None, full: bool) -> None:
     """One real evaluation and dispatch pass, then exit (for cron and tests)."""
     app = state.app()
-    report = app.runner.tick(at or SystemClock().now())
+    report = app.runner.tick(at or SystemClock().now(), full=full)
+    app.runner.prune()
     if report.written:
         out.print(tick_table(report))
     else:
@@ -268,9 +274,15 @@ def _json_default(value: Any) -> Any:
 
 @cli.command()
 @click.option("--no-api", is_flag=True, help="Do not serve the HTTP API in this process.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Evaluate every rule's whole window at every tick (incremental ticks read only what "
+    "changed since each rule's last one).",
+)
 @click.pass_obj
 @friendly_errors
-def run(state: State, no_api: bool) -> None:
+def run(state: State, no_api: bool, full: bool) -> None:
     """The daemon: evaluate every scheduler.tick, send every scheduler.dispatch, and serve the
     HTTP API, until SIGTERM/Ctrl-C (a second one exits at once)."""
     from engine.daemon.scheduler import Stop
@@ -280,6 +292,7 @@ def run(state: State, no_api: bool) -> None:
     config = state.config()
     _signing_key_or_exit(config, None if no_api else config.api.host)
     app, clock = state.app(), SystemClock()
+    app.runner.incremental = not full
     stop = Stop()
     http = None
     if not no_api:

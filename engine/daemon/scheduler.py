@@ -104,15 +104,17 @@ def evaluate_job(
                 report = app.runner.tick(
                     now, dispatch=False, rule_ids=held, should_stop=stop.is_set
                 )
+                app.runner.prune()
         except Exception as exc:  # noqa: BLE001 - logged; a failed run must not stop the daemon
             _failed("tick", now, exc)
             return
         others = len(enabled) - len(held)
         log.info(
-            "tick at %s: evaluated %d rules%s, wrote %s",
+            "tick at %s: evaluated %d rules%s (%s), wrote %s",
             now.isoformat(),
             len(held),
             f" ({others} held by other replicas)" if others else "",
+            ", ".join(f"{n} {mode}" for mode, n in sorted(report.evaluations.items())),
             dict(report.written),
         )
 

@@ -8,6 +8,8 @@ Every v1 file parses to a rule that means what it meant."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import operator
 import re
 from collections.abc import Collection
@@ -333,6 +335,13 @@ class Rule(_Frozen):
     def uses_account(self) -> bool:
         """Whether the rule reads the user's account (its traits, members or scope)."""
         return bool(self.audience.account) or self.when.uses_account or self.once_per == "account"
+
+    @property
+    def fingerprint(self) -> str:
+        """Names this definition: incremental evaluation starts over when it changes."""
+        # warnings off: the `since` union serializes right, though pydantic doubts its tag.
+        document = self.model_dump(mode="json", warnings=False)
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
     @property
     def expires(self) -> timedelta:

@@ -39,6 +39,7 @@ from engine.rules.conditions import Kind
 from engine.rules.language import EventItem, Ops, Rule
 from engine.rules.reference import KEY_MAX
 from engine.sql.conditions import sql_condition
+from engine.sql.dialect import NameIn
 from engine.sql.json_values import JsonBool, JsonKey, JsonNumber, JsonPresent, JsonText
 from engine.sql.schema import accounts, deliveries, events, suppressions, users
 
@@ -96,8 +97,10 @@ def window(rule: Rule, now: datetime) -> tuple[datetime, datetime]:
     return latest - rule.expires, latest
 
 
-def compile_rule(rule: Rule, now: datetime) -> Compiled:
-    """The rule's anchor and its named conditions at `now`, in the order people read them."""
+def compile_rule(rule: Rule, now: datetime, scope: Sequence[str] | None = None) -> Compiled:
+    """The rule's anchor and its named conditions at `now`, in the order people read them;
+    only for the users in `scope`, when given (incremental evaluation's touched users: it
+    holds whole accounts, so an account rule still ranks every member of each)."""
     earliest, latest = window(rule, now)
     anchor: FromClause | None = None
     match: tuple[ColumnElement[bool], ...] = ()
@@ -113,6 +116,11 @@ def compile_rule(rule: Rule, now: datetime) -> Compiled:
         anchor_at = anchor.c.occurred_at
         present = anchor.c.id.is_not(None)
         match = _anchor_match(rule, anchor, now)
+    if scope is not None:
+        # On the anchor's user id for an event anchor: its (user_id, name, occurred_at) index
+        # then drives from the few users in scope.
+        who = users.c.id if anchor is None else anchor.c.user_id
+        match = (ids_in(who, scope), *match)
     subject = subject_of(rule)
     occurrence = _occurrence(rule, anchor, subject, now)
     conditions: list[Condition] = [
@@ -132,6 +140,18 @@ def compile_rule(rule: Rule, now: datetime) -> Compiled:
         occurrence,
         one_per_account=rule.once_per == "account",
     )
+
+
+# Up to this many ids, a scope is a plain IN list: SQLite then knows how few they are and
+# looks them up by key, where a one-parameter list (`NameIn`, for longer ones) looks to it
+# like a table of unknown size, and it scans the rule's window instead.
+LISTED_IDS = 1000
+
+
+def ids_in(column: ColumnElement[Any], ids: Sequence[str]) -> ColumnElement[bool]:
+    if len(ids) <= LISTED_IDS:
+        return column.in_(list(ids))
+    return NameIn(column, ids, negated=False)
 
 
 def subject_of(rule: Rule) -> ColumnElement[Any]:
@@ -254,10 +274,12 @@ def candidates(
     user_ids: Sequence[str] | None = None,
     ordered: bool = False,
     where: Sequence[ColumnElement[bool]] = (),
+    scope: Sequence[str] | None = None,
 ) -> Select[Any]:
     """Users (with anchor and suppression) for whom `rule` fires at `now` and has not fired;
-    `where` narrows them further (the tick splits them by what the daily cap can do)."""
-    compiled = compile_rule(rule, now)
+    `where` narrows them further (the tick splits them by what the daily cap can do), and
+    `scope` to the users incremental evaluation looks at (`compile_rule`)."""
+    compiled = compile_rule(rule, now, scope)
     statement = firings(
         compiled,
         [

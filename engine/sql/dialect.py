@@ -6,8 +6,8 @@ dialect, so the statement builders stay dialect-free. Pure: nothing here runs a 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, LargeBinary, String, Table, bindparam, literal
@@ -107,6 +107,52 @@ def _name_in_pg(element: NameIn, compiler: SQLCompiler, **kw: Any) -> str:
     column, names = compiler.process(element.column, **kw), compiler.process(element.names, **kw)
     test = f"({column} = ANY(CAST({names} AS TEXT[])))"
     return f"(NOT {test})" if element.negated else test
+
+
+def zone_map(times: Mapping[str, datetime]) -> str:
+    """Timezone name -> a time, as the JSON object `ZoneTime` binds: the times as SQLite
+    stores them (fixed-width naive UTC text, `UTCDateTime`), which PostgreSQL casts too."""
+    return json.dumps({name: _stored(at) for name, at in times.items()})
+
+
+def _stored(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class ZoneTime(ColumnElement[Any]):
+    """The time `times` (`zone_map`) gives the timezone name, or NULL where it gives none:
+    one bound JSON object whatever the names, so the statement keeps one shape (and is
+    compiled once) however the quiet hours group the zones at each `now`."""
+
+    inherit_cache = True
+    _traverse_internals = [
+        ("timezone", InternalTraversal.dp_clauseelement),
+        ("times", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, timezone: ColumnElement[Any], times: str) -> None:
+        self.timezone = timezone
+        self.times = bindparam(None, times, type_=String())
+        self.type: TypeEngine[Any] = deliveries.c.send_at.type
+
+
+@compiles(ZoneTime, "sqlite")
+def _zone_time_sqlite(element: ZoneTime, compiler: SQLCompiler, **kw: Any) -> str:
+    # json_each with `key =`, not json_extract with a path: a name is never read as a path.
+    timezone, times = (
+        compiler.process(element.timezone, **kw),
+        compiler.process(element.times, **kw),
+    )
+    return f"(SELECT value FROM json_each({times}) WHERE key = {timezone})"
+
+
+@compiles(ZoneTime, "postgresql")
+def _zone_time_pg(element: ZoneTime, compiler: SQLCompiler, **kw: Any) -> str:
+    timezone, times = (
+        compiler.process(element.timezone, **kw),
+        compiler.process(element.times, **kw),
+    )
+    return f"CAST(CAST({times} AS JSONB) ->> {timezone} AS TIMESTAMP)"
 
 
 class HoldoutKey(ColumnElement[bytes]):

@@ -11,6 +11,7 @@ draws that line. Pure: builds statements, never runs them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -157,11 +158,16 @@ def _held(key: int, holdout: float, space: int) -> bool:
 
 
 def ledger_insert(
-    rule: Rule, now: datetime, settings: Settings, where: tuple[ColumnElement[bool], ...] = ()
+    rule: Rule,
+    now: datetime,
+    settings: Settings,
+    where: tuple[ColumnElement[bool], ...] = (),
+    scope: Sequence[str] | None = None,
 ) -> Select[Any]:
     """The SELECT of the ledger rows a tick writes for `rule` (columns `LEDGER_COLUMNS`):
-    the firings of `engine.sql.candidates`, with `decide()` written in SQL."""
-    compiled = compile_rule(rule, now)
+    the firings of `engine.sql.candidates` (in `scope`, when given), with `decide()` written
+    in SQL."""
+    compiled = compile_rule(rule, now, scope)
     anchor_event_id = null() if compiled.anchor is None else compiled.anchor.c.id
     # Materialized: each decision below reads the hash and the suppression probes several
     # times, and both databases would otherwise inline (and recompute) them at every read.

@@ -94,6 +94,8 @@ events = Table(
     # Anchor windows scan (name, occurred_at); per-user checks probe (user_id, name, occurred_at).
     Index(None, "name", "occurred_at"),
     Index(None, "user_id", "name", "occurred_at"),
+    # Ids are the ingestion order incremental evaluation reads: never handed out twice.
+    sqlite_autoincrement=True,
 )
 
 
@@ -189,4 +191,29 @@ rule_leases = Table(
     Column("rule_id", Id, primary_key=True),
     Column("holder", String(255), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+# What can make a rule fire for someone it did not fire for before, in commit order: the
+# triggers of migration 0007 write a row for every user or account row that changed, every
+# event moved or deleted and every ledger row deleted (`user_id`, and the account it left or
+# changed). New events are not logged: their ids are the ingestion order already.
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", Id),
+    Column("account_id", Id),
+    sqlite_autoincrement=True,
+)
+
+# Per rule, the last evaluation that incremental evaluation continues from: its `now`, the
+# rule's definition then, and how far into `events` and `changes` it had read.
+evaluation_marks = Table(
+    "evaluation_marks",
+    metadata,
+    Column("rule_id", Id, primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("evaluated_at", UTCDateTime(), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("change_seq", BigInteger, nullable=False),
 )

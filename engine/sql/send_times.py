@@ -15,12 +15,12 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
 
-from sqlalchemy import and_, case, literal
+from sqlalchemy import and_, case, func, literal
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.decide.send_time import next_allowed, zone
 from engine.rules.quiet_hours import QuietHours
-from engine.sql.dialect import NameIn
+from engine.sql.dialect import NameIn, ZoneTime, zone_map
 from engine.sql.schema import deliveries, users
 
 
@@ -60,12 +60,18 @@ def unlisted_timezone(times: SendTimes) -> ColumnElement[bool]:
 
 
 def send_at(times: SendTimes, timezone: ColumnElement[Any], now: datetime) -> ColumnElement[Any]:
-    """The send time of an email to a user with this (listed, or NULL) timezone."""
-    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [
-        (timezone.is_(None), _time(times.without))
-    ]
-    whens.extend((NameIn(timezone, names, negated=False), _time(at)) for at, names in times.shifted)
-    return case(*whens, else_=_time(now))
+    """The send time of an email to a user with this (listed, or NULL) timezone: `now`
+    unless the zone is in its quiet hours."""
+    return case(
+        (timezone.is_(None), _time(times.without)),
+        else_=func.coalesce(ZoneTime(timezone, _shifted(times)), _time(now)),
+    )
+
+
+@lru_cache(maxsize=16)
+def _shifted(times: SendTimes) -> str:
+    """Encoded once per `now`: every rule's statement of a tick binds the same."""
+    return zone_map({name: at for at, names in times.shifted for name in names})
 
 
 def _time(moment: datetime) -> ColumnElement[Any]:

@@ -130,12 +130,19 @@ class Reads:
 
     def ledger_since(self, start: datetime) -> list[dict[str, Any]]:
         """Ledger rows created at or after `start`, with the user's persona and signup
-        source, in the order they were written."""
+        source: tick by tick, and within a tick by rule, fire time and subject, an order that
+        does not depend on the plan (or the touched users) that found them."""
         statement = (
             select(deliveries, users.c.persona, users.c.signup_source)
             .select_from(deliveries.outerjoin(users, users.c.id == deliveries.c.user_id))
             .where(deliveries.c.created_at >= start)
-            .order_by(deliveries.c.created_at, deliveries.c.id)
+            .order_by(
+                deliveries.c.created_at,
+                deliveries.c.rule_id,
+                deliveries.c.fire_at,
+                deliveries.c.subject,
+                deliveries.c.occurrence,
+            )
         )
         with self.db.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(statement)]

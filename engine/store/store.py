@@ -2,9 +2,9 @@
 
 Each part owns one job's statements (evaluation's ledger, the dispatcher's outbox, ingestion's
 people, composing's directory, the HTTP API's guides, read-only listings, the reference
-evaluator's states, a replay's rewind) over one `Database`: an Engine, or the single
-connection of an isolated replay. A consumer is handed the part it needs; `Store` only
-holds them together."""
+evaluator's states, a replay's rewind, incremental evaluation's marks) over one `Database`:
+an Engine, or the single connection of an isolated replay. A consumer is handed the part it
+needs; `Store` only holds them together."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from engine.store.directory import Directory
 from engine.store.guides import Guides
 from engine.store.leases import Leases
 from engine.store.ledger import Ledger
+from engine.store.marks import Marks
 from engine.store.outbox import Outbox
 from engine.store.people import People
 from engine.store.reads import Reads
@@ -31,6 +32,7 @@ class Store:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.ledger = Ledger(database)
+        self.marks = Marks(database)
         self.outbox = Outbox(database)
         self.people = People(database)
         self.directory = Directory(database)

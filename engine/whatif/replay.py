@@ -44,6 +44,10 @@ class Period:
                 f"between {isoformat(self.start)} and {isoformat(self.end)}; use a longer step"
             )
 
+    @property
+    def count(self) -> int:
+        return (self.end - self.start) // self.step + 1
+
     def ticks(self) -> Iterator[datetime]:
         now = self.start
         while now <= self.end:
@@ -133,18 +137,22 @@ def replay(
     period: Period,
     *,
     with_history: bool = False,
+    progress: Callable[[int], None] = lambda ticks: None,
 ) -> Timeline:
     """Tick `runner` over `period` in isolation, from an empty ledger (or, `with_history`,
-    the rows created before the period), and return what the ticks wrote."""
+    the rows created before the period), and return what the ticks wrote. `progress` hears
+    how many ticks are done after each one."""
     with runner.store.isolated() as sandbox:
         sandbox.rewind.forget_ledger(period.start if with_history else None)
+        sandbox.marks.forget()  # the marks are the real ledger's: the first tick is full
         withheld = sandbox.rewind.withhold_suppressions(period.start)
         simulated = runner.using(store=sandbox)
         errors: Counter[str] = Counter()
-        for now in period.ticks():
+        for done, now in enumerate(period.ticks(), start=1):
             withheld = _restore_due(sandbox, withheld, now)
             report = simulated.tick(now, dispatch=False)
             errors.update(_failed_rules(report.written))
+            progress(done)
         rows = sandbox.reads.ledger_since(period.start)
     return Timeline(period, tuple(entry(row) for row in rows), errors)
 

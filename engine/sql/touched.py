@@ -1,0 +1,150 @@
+"""Incremental evaluation: the users for whom a rule's verdict can have changed since its
+last evaluation. Pure: builds statements, never runs them.
+
+A rule fires at `now` for a user it did not fire for at `since` (its last evaluation) only
+if something it reads changed in between. What it reads is the user's row, the account's row
+and members, the user's (or members') events, its own ledger rows, and time. So the touched
+users are:
+
+- those with something ingested since (`events` past the mark's event id, `changes` past its
+  change seq): by ingestion order, never by event time, so a late event with an old timestamp
+  is found; limited to the event names the rule reads;
+- those whose anchor time entered the window `(since - after, now - after]`;
+- those with events of the names it reads dated in `(since, now]`: ingested before, dated
+  ahead (every event of a replay), they come into view as time passes;
+- those with events leaving a `within` window, `[since - within, now - within]`: `not_done`
+  and `count: {lt: n}` can turn true as they go;
+- those whose firing's `repeat_after` ran out in `[since - repeat, now - repeat]`;
+- for a rule that reads accounts, every member of an account any of them belongs to (or one
+  that `changes` names): the account's creation, events, traits and chosen member depend on
+  all of its members.
+
+Anything else (the expiry bound, other rules' rows, suppressions) can only stop a firing or
+changes its status, which the first evaluation of the firing decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select, union
+from sqlalchemy.sql.elements import ColumnElement
+
+from engine.rules.language import EventItem, Rule
+from engine.sql.candidates import window
+from engine.sql.schema import changes, deliveries, events, users
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far ingestion had got: the newest event id and change seq, both 0 on an empty
+    database."""
+
+    event_id: int
+    change_seq: int
+
+
+def read_events(rule: Rule) -> tuple[str, ...]:
+    """Every event name the rule reads: its anchor's and its items'."""
+    when = rule.when
+    items = (*when.done, *when.not_done, *when.account_done, *when.account_not_done)
+    names = {item.event for item in items}
+    if when.anchor_event is not None:
+        names.add(when.anchor_event)
+    return tuple(sorted(names))
+
+
+def touched(rule: Rule, since: datetime, now: datetime, mark: Watermark) -> Select[Any]:
+    """The ids of the users `rule` must be evaluated for at `now`, having been evaluated at
+    `since` with ingestion at `mark`; a superset is always correct, a subset never."""
+    parts = [*_ingested(rule, mark), *_entered(rule, since, now), *_repeats(rule, since, now)]
+    names = read_events(rule)
+    if names:
+        parts.append(_events_between(names, since, now))
+    parts += [_left_within(item, since, now) for item in _windowed(rule)]
+    found = union(*parts).subquery("found")
+    if not rule.uses_account:
+        return select(found.c.user_id).where(found.c.user_id.is_not(None))
+    return _with_members(found, mark)
+
+
+def _ingested(rule: Rule, mark: Watermark) -> list[Select[Any]]:
+    changed = select(changes.c.user_id.label("user_id")).where(changes.c.seq > mark.change_seq)
+    names = read_events(rule)
+    if not names:
+        return [changed]
+    # `name || ''`: kept off the (name, occurred_at) index, which SQLite would otherwise
+    # prefer to the id range, and scan every event of those names to find the few new ones.
+    new = select(events.c.user_id).where(
+        events.c.id > mark.event_id, (events.c.name + "").in_(names)
+    )
+    return [changed, new]
+
+
+def _entered(rule: Rule, since: datetime, now: datetime) -> list[Select[Any]]:
+    """Users whose anchor time came into the window since the last evaluation."""
+    earliest, latest = window(rule, now)
+    start = max(earliest, since - rule.when.after)  # exclusive; older anchors have expired
+
+    def between(column: ColumnElement[Any]) -> ColumnElement[bool]:
+        return and_(column > start, column <= latest)
+
+    name = rule.when.anchor_event
+    if name is None:
+        # An account's creation is its first member's signup: the members then bring in the
+        # rest of the account.
+        return [select(users.c.id.label("user_id")).where(between(users.c.signed_up_at))]
+    return [select(events.c.user_id).where(events.c.name == name, between(events.c.occurred_at))]
+
+
+def _events_between(names: tuple[str, ...], since: datetime, now: datetime) -> Select[Any]:
+    # A plain IN: a few names, each a range on the (name, occurred_at) index.
+    return select(events.c.user_id).where(
+        events.c.name.in_(names),
+        events.c.occurred_at > since,
+        events.c.occurred_at <= now,
+    )
+
+
+def _windowed(rule: Rule) -> list[EventItem]:
+    when = rule.when
+    items = (*when.done, *when.not_done, *when.account_done, *when.account_not_done)
+    return [item for item in items if item.within is not None]
+
+
+def _left_within(item: EventItem, since: datetime, now: datetime) -> Select[Any]:
+    assert item.within is not None
+    return select(events.c.user_id).where(
+        events.c.name == item.event,
+        events.c.occurred_at >= since - item.within,
+        events.c.occurred_at <= now - item.within,
+    )
+
+
+def _repeats(rule: Rule, since: datetime, now: datetime) -> list[Select[Any]]:
+    if rule.repeat_after is None:
+        return []
+    return [
+        select(deliveries.c.user_id).where(
+            deliveries.c.rule_id == rule.id,
+            deliveries.c.created_at >= since - rule.repeat_after,
+            deliveries.c.created_at <= now - rule.repeat_after,
+        )
+    ]
+
+
+def _with_members(found: Any, mark: Watermark) -> Select[Any]:
+    """The users found and every member of their accounts, and of the accounts `changes`
+    names (an account's traits, or the one a member left)."""
+    theirs = select(users.c.account_id).where(
+        users.c.id.in_(select(found.c.user_id)), users.c.account_id.is_not(None)
+    )
+    named = select(changes.c.account_id).where(
+        changes.c.seq > mark.change_seq, changes.c.account_id.is_not(None)
+    )
+    members = select(users.c.id.label("user_id")).where(
+        or_(users.c.account_id.in_(theirs), users.c.account_id.in_(named))
+    )
+    everyone = select(found.c.user_id).where(found.c.user_id.is_not(None)).union(members)
+    return select(everyone.subquery("everyone").c.user_id)
