@@ -39,6 +39,19 @@ def _pg_unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A throwaway database on the local server, migrated once, dropped at the end."""
+    with throwaway_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_twin_database() -> Iterator[str]:
+    """A second one, for tests that run two stores side by side (incremental vs full)."""
+    with throwaway_database() as url:
+        yield url
+
+
+@contextmanager
+def throwaway_database() -> Iterator[str]:
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = f"lifecycle_test_{uuid.uuid4().hex[:10]}"
     try:
@@ -51,10 +64,12 @@ def pg_database() -> Iterator[str]:
     engine = connect(url)
     migrate(engine)
     engine.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def _truncate(engine: Engine) -> None:
