@@ -112,7 +112,7 @@ class Schedule:
             assert not [k for k in report.written if k.endswith("/error")], report.written
             runner.prune()
         assert _ledger(tested.store) == _ledger(oracle.store), f"the ledgers differ at {self.now}"
-        left = [p.key for batch in tested.plan(self.now) for p in batch]
+        left = [(p.rule_id, p.subject, p.occurrence) for b in tested.plan(self.now) for p in b]
         assert left == [], f"a full evaluation at {self.now} still fires {left}"
 
     def _event(self, store: Store, user_id: str, name: str, minutes: int, flow: str) -> None:
