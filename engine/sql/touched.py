@@ -85,10 +85,11 @@ def _ingested(rule: Rule, mark: Watermark) -> list[Select[Any]]:
 def _entered(rule: Rule, since: datetime, now: datetime) -> list[Select[Any]]:
     """Users whose anchor time came into the window since the last evaluation."""
     earliest, latest = window(rule, now)
-    start = max(earliest, since - rule.when.after)  # exclusive; older anchors have expired
+    passed = since - rule.when.after  # anchors up to here were in the window at `since`
 
     def between(column: ColumnElement[Any]) -> ColumnElement[bool]:
-        return and_(column > start, column <= latest)
+        # Both ends of the window are inclusive: an anchor at exactly `earliest` is open.
+        return and_(column > passed, column >= earliest, column <= latest)
 
     name = rule.when.anchor_event
     if name is None:
