@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 from rich.console import Console
 
 from bench.arguments import positive
-from bench.databases import DIALECTS, analyze, open_database, server_version
+from bench.databases import DIALECTS, analyze, newest_event_id, open_database, server_version
 from bench.dataset import DAYS, NOW, LoadFigures, load, make_population
-from bench.engine_run import ROOT, open_engine, run_engine
+from bench.engine_run import ROOT, SHIPPED_CONFIG, STEADY_AFTER, open_engine, run_engine
 from bench.errors import BenchError
 from bench.hand_run import run_hand
+from bench.hand_watermark import run_watermark
 from bench.handsql import check_against
 from bench.machine import Machine
 from bench.per_rule import per_rule
@@ -63,7 +64,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
-        "--config", type=Path, default=None, help="take mail settings etc. from this config file"
+        "--config",
+        type=Path,
+        default=SHIPPED_CONFIG,
+        help="take mail settings etc. from this config file (default: the shipped config.yaml, "
+        "with quiet hours and a daily cap, as users run it)",
+    )
+    parser.add_argument(
+        "--defaults",
+        dest="config",
+        action="store_const",
+        const=None,
+        help="the built-in defaults instead of a config file (no quiet hours, no daily cap)",
     )
     parser.add_argument(
         "--per-rule", action="store_true", help="also break the time down rule by rule"
@@ -172,6 +184,15 @@ def _measure(app: App, population: Dataset, args: argparse.Namespace, console: C
     )
     ticks = _step(console, "engine ticks", lambda: run_engine(app, args.repeat))
     hand = _step(console, "hand-written SQL", lambda: run_hand(engine, args.repeat, ticks.keys))
+    newest, steady_at = newest_event_id(engine), NOW + STEADY_AFTER
+    watermark = _step(
+        console,
+        "hand-written watermark query",
+        lambda: (
+            run_watermark(engine, app.rules, NOW, steady_at, newest, args.repeat),
+            run_watermark(engine, app.rules, steady_at, steady_at, newest, args.repeat),
+        ),
+    )
     breakdown = (
         _step(console, "per rule", lambda: per_rule(app, args.repeat)) if args.per_rule else []
     )
@@ -181,6 +202,8 @@ def _measure(app: App, population: Dataset, args: argparse.Namespace, console: C
         load=loaded,
         engine=ticks,
         hand=hand,
+        watermark_steady=watermark[0],
+        watermark_idle=watermark[1],
         reference=reference,
         reference_disagreements=disagreements(reference, ticks.keys),
         peak_rss_mb=peak_rss_mb(),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, func, make_url, select, text
 
-from engine.sql.schema import deliveries, guide_flags
+from engine.sql.schema import changes, deliveries, evaluation_marks, events, guide_flags
 
 PG_URL_ENV = "LIFECYCLE_BENCH_PG_URL"
 PG_DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -62,12 +62,23 @@ def analyze(engine: Engine) -> None:
         connection.exec_driver_sql("ANALYZE")
 
 
+def newest_event_id(engine: Engine) -> int:
+    """Where an incremental tick's watermark stands once the population is loaded."""
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
+
+
 def reset_ledger(engine: Engine) -> None:
-    """Delete every ledger row (guide flags first: they reference deliveries). PostgreSQL
-    also VACUUMs both tables, so that each repeat starts without dead rows to skip."""
+    """Delete every ledger row (guide flags first: they reference deliveries), and incremental
+    evaluation's marks and change log. PostgreSQL also VACUUMs both ledger tables, so that
+    each repeat starts without dead rows to skip."""
     with engine.begin() as connection:
         connection.execute(guide_flags.delete())
         connection.execute(deliveries.delete())
+        # The next tick is a first pass: no marks, and no change log (the deletes above just
+        # logged one row per ledger row) to read.
+        connection.execute(evaluation_marks.delete())
+        connection.execute(changes.delete())
     if engine.dialect.name == "postgresql":
         with _autocommit(engine) as connection:
             connection.exec_driver_sql("VACUUM guide_flags, deliveries")

@@ -27,15 +27,20 @@ STEADY_AFTER = timedelta(minutes=5)
 class EngineFigures:
     first: list[float] = field(default_factory=list)  # seconds, one per repeat
     steady: list[float] = field(default_factory=list)
+    idle: list[float] = field(default_factory=list)  # a second tick at the steady moment
     rows_first: int = 0
     guide_flags_first: int = 0
     rows_steady: int = 0
     keys: LedgerKeys = field(default_factory=set)  # the first pass's ledger keys
 
 
+SHIPPED_CONFIG = ROOT / "config.yaml"  # what users run: quiet hours and a daily cap of 3
+
+
 def bench_config(url: str, config_file: Path | None) -> Config:
-    """Default settings with the project's rules and templates, or a config file's settings
-    (its mail cap, quiet hours...) when one is given; the database is always the bench's."""
+    """A config file's settings (by default the shipped one: its mail cap, quiet hours...),
+    or (None: `--defaults`) the built-in defaults with the project's rules and templates; the
+    database is always the bench's."""
     if config_file is None:
         paths = PathsConfig(rules=ROOT / "rules", templates=ROOT / "templates")
         return Config(database=DatabaseConfig(url=url), paths=paths)
@@ -76,7 +81,8 @@ def _fail_on_rule_errors(report: TickReport) -> None:
 
 def run_engine(app: App, repeats: int) -> EngineFigures:
     """An untimed warm-up pass (whose ledger is the reference for the checks), then
-    `repeats` x (empty ledger -> timed first pass -> timed steady-state tick)."""
+    `repeats` x (empty ledger -> timed first pass -> timed steady-state tick -> timed idle
+    re-tick at that same moment)."""
     figures = EngineFigures()
     engine = app.store.engine
     reset_ledger(engine)
@@ -89,6 +95,8 @@ def run_engine(app: App, repeats: int) -> EngineFigures:
         figures.first.append(seconds)
         seconds, figures.rows_steady = tick(app.runner, steady=True)
         figures.steady.append(seconds)
+        seconds, _ = tick(app.runner, steady=True)
+        figures.idle.append(seconds)
     reset_ledger(engine)
     return figures
 

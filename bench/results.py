@@ -14,16 +14,28 @@ from rich.table import Table
 from bench.dataset import LoadFigures
 from bench.engine_run import EngineFigures
 from bench.hand_run import HandFigures
+from bench.hand_watermark import WatermarkFigures
 from bench.machine import Machine
 from bench.per_rule import RuleFigures
 from bench.reference_run import ReferenceFigures
 from bench.timing import median
 
-ENGINE_VS_HAND_MAX = 1.5  # the engine's tick within 1.5x of the hand-written SQL
+ENGINE_VS_HAND_MAX = 1.3  # the engine's first pass within 1.3x of the hand-written SQL
 REFERENCE_VS_ENGINE_MIN = 100.0  # and at least 100x faster than the reference loop
+IDLE_SHARE_MAX = 0.02  # an idle re-tick costs at most 2% of a first pass
+IDLE_VS_WATERMARK_MAX = 3.0  # and at most 3x the hand-written watermark query
+# What the hand SQL leaves out, printed beside its ratio: it does not make these decisions.
+HAND_LEAVES_OUT = (
+    "the holdout hash (no row is held out: plain SQL has no SHA-256 on SQLite), the "
+    "suppression probes and the missing-email skip (every email row is pending), the "
+    "quiet-hours send time (send_at is now), the daily cap (no row is capped) and the "
+    "Message-ID (NULL); the engine makes all of these, with the config given"
+)
 NOTES = (
-    "Hand-written SQL writes status, holdout and message id as constants: plain SQL cannot "
-    "compute the engine's SHA-256 holdout bucket, so no row is held out there.",
+    "Hand-written SQL leaves out " + HAND_LEAVES_OUT + ".",
+    "Idle re-tick: a second tick at the steady tick's moment (nothing ingested, nobody's time "
+    "come). The hand watermark query reads only the events past the watermark and the anchors "
+    "that entered each window (bench/hand_watermark.py); it decides and writes nothing.",
     "The reference evaluator's time excludes loading the users' states from the database, "
     "which favours the reference.",
     "The reference time is extrapolated linearly from the sample to all users.",
@@ -42,6 +54,8 @@ class DbResult:
     load: LoadFigures
     engine: EngineFigures
     hand: HandFigures
+    watermark_steady: WatermarkFigures
+    watermark_idle: WatermarkFigures
     reference: ReferenceFigures
     reference_disagreements: int
     peak_rss_mb: float
@@ -58,6 +72,26 @@ class DbResult:
     @property
     def steady(self) -> float:
         return median(self.engine.steady)
+
+    @property
+    def idle(self) -> float:
+        return median(self.engine.idle)
+
+    @property
+    def idle_share(self) -> float:
+        return self.idle / self.engine_first
+
+    @property
+    def idle_vs_watermark(self) -> float:
+        return self.idle / median(self.watermark_idle.seconds)
+
+    @property
+    def idle_pass(self) -> bool:
+        return self.idle_share <= IDLE_SHARE_MAX
+
+    @property
+    def idle_vs_watermark_pass(self) -> bool:
+        return self.idle_vs_watermark <= IDLE_VS_WATERMARK_MAX
 
     @property
     def engine_vs_hand(self) -> float:
@@ -98,6 +132,25 @@ def to_json(result: DbResult) -> dict[str, Any]:
             result.engine_vs_hand, f"<= {ENGINE_VS_HAND_MAX}", result.engine_vs_hand_pass
         ),
         "steady_state_tick_s": {"median": result.steady, "runs": result.engine.steady},
+        "idle_tick_s": {"median": result.idle, "runs": result.engine.idle},
+        "idle_share_of_first_pass": _target(
+            result.idle_share, f"<= {IDLE_SHARE_MAX:.0%}", result.idle_pass
+        ),
+        "hand_watermark_steady_s": {
+            "median": median(result.watermark_steady.seconds),
+            "runs": result.watermark_steady.seconds,
+            "users_found": result.watermark_steady.users,
+        },
+        "hand_watermark_idle_s": {
+            "median": median(result.watermark_idle.seconds),
+            "runs": result.watermark_idle.seconds,
+        },
+        "ratio_idle_over_hand_watermark": _target(
+            result.idle_vs_watermark,
+            f"<= {IDLE_VS_WATERMARK_MAX:g}",
+            result.idle_vs_watermark_pass,
+        ),
+        "hand_sql_leaves_out": HAND_LEAVES_OUT,
         "reference_loop_s": _reference_json(result.reference),
         "ratio_reference_over_engine": _target(
             result.reference_vs_engine,
@@ -147,6 +200,8 @@ def write_json(
         "machine": asdict(machine),
         "targets": {
             "engine_over_hand_max": ENGINE_VS_HAND_MAX,
+            "idle_share_of_first_pass_max": IDLE_SHARE_MAX,
+            "idle_over_hand_watermark_max": IDLE_VS_WATERMARK_MAX,
             "reference_over_engine_min": REFERENCE_VS_ENGINE_MIN,
         },
         "databases": {r.dialect: to_json(r) for r in results},
@@ -195,14 +250,30 @@ def _rows(r: DbResult, pick: str) -> list[tuple[str, str, str, str]]:
         (
             "ratio engine / hand",
             ratio_text(r.engine_vs_hand),
-            f"target <= {ENGINE_VS_HAND_MAX}x",
+            f"target <= {ENGINE_VS_HAND_MAX}x; the hand SQL leaves out {HAND_LEAVES_OUT}",
             _verdict_cell(r.engine_vs_hand_pass),
         ),
         (
             "steady-state tick (now + 5 min)",
             f"{r.steady:.3f} s",
-            f"{_spread(r.engine.steady)}; {r.engine.rows_steady} rows written",
+            f"{_spread(r.engine.steady)}; {r.engine.rows_steady} rows written; the hand "
+            f"watermark query for it: {median(r.watermark_steady.seconds) * 1000:.1f} ms "
+            f"({r.watermark_steady.users} users to look at)",
             "",
+        ),
+        (
+            "idle re-tick (same moment)",
+            f"{r.idle * 1000:.1f} ms",
+            f"{_spread(r.engine.idle)}; {r.idle_share:.2%} of the first pass, "
+            f"target <= {IDLE_SHARE_MAX:.0%}",
+            _verdict_cell(r.idle_pass),
+        ),
+        (
+            "ratio idle / hand watermark",
+            ratio_text(r.idle_vs_watermark),
+            f"hand watermark query {median(r.watermark_idle.seconds) * 1000:.2f} ms; "
+            f"target <= {IDLE_VS_WATERMARK_MAX:g}x",
+            _verdict_cell(r.idle_vs_watermark_pass),
         ),
         (
             "reference per-user loop",

@@ -15,11 +15,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.bulkload import create_indexes, drop_indexes, load_part
-from bench.databases import DIALECTS, analyze, open_database, server_version
+from bench.databases import DIALECTS, analyze, newest_event_id, open_database, server_version
 from bench.dataset import DAYS, NOW
 from bench.engine_run import open_engine
+from bench.hand_watermark import run_watermark
 from bench.machine import Machine
-from bench.scale_measure import rule_ticks, tick_memory, whole_ticks
+from bench.scale_measure import STEADY_AT, rule_ticks, tick_memory, whole_ticks
 from bench.scale_report import ScalePoint
 from bench.stale_stats import second_pass
 from bench.stream import Shape, stream
@@ -137,6 +138,15 @@ def _measure(
     first, steady = _step(
         console, f"{label}: tick memory", lambda: tick_memory(app, database.url, args.config)
     )
+    engine, newest = app.store.engine, newest_event_id(app.store.engine)
+    watermark = _step(
+        console,
+        f"{label}: hand watermark query",
+        lambda: (
+            run_watermark(engine, app.rules, NOW, STEADY_AT, newest, args.repeat),
+            run_watermark(engine, app.rules, STEADY_AT, STEADY_AT, newest, args.repeat),
+        ),
+    )
     return ScalePoint(
         dialect=database.dialect,
         users=shape.users,
@@ -148,6 +158,9 @@ def _measure(
         memory_first=first,
         memory_steady=steady,
         stats=stats,
+        watermark_steady=watermark[0],
+        watermark_idle=watermark[1],
+        same_rate=args.same_rate,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.hand_watermark import WatermarkFigures
 from bench.machine import Machine
 from bench.scale_measure import MemoryFigures, RuleFigures, TickFigures
 from bench.stale_stats import StatsFigures
@@ -24,6 +25,12 @@ TARGET_USERS = 1_000_000
 # N when, N times 10 or 100, it stays within twice that at the smallest N. Below 16 MiB the
 # growth is one bounded batch (1000 candidates and their rows), SQLAlchemy's statement cache
 # and allocator noise: not a trend.
+# Incremental evaluation: a whole idle re-tick at 1M users costs at most 2% of the first pass
+# and at most 3x the hand-written watermark query; with --same-rate (open windows as full at
+# every N, history growing) the steady tick stays flat: at most 2x its time at the smallest N.
+IDLE_SHARE_MAX = 0.02
+IDLE_VS_WATERMARK_MAX = 3.0
+STEADY_FLAT_MAX = 2.0
 MEMORY_GROWTH_MAX = 2.0
 MEMORY_FLOOR_MIB = 16.0
 NOTES = (
@@ -53,6 +60,17 @@ class ScalePoint:
     memory_first: MemoryFigures
     memory_steady: MemoryFigures
     stats: StatsFigures | None
+    watermark_steady: WatermarkFigures
+    watermark_idle: WatermarkFigures
+    same_rate: bool = False
+
+    @property
+    def idle_share(self) -> float:
+        return self.idle / self.first
+
+    @property
+    def idle_vs_watermark(self) -> float:
+        return self.idle / median(self.watermark_idle.seconds)
 
     @property
     def first(self) -> float:
@@ -243,6 +261,25 @@ def verdict_lines(points: list[ScalePoint]) -> list[str]:
             f"the first pass at {at}: worst {rule_id} {share:.1%} -> "
             f"{_cell(largest.empty_window_pass)}{caveat}"
         )
+        lines.append(
+            f"{dialect}: idle re-tick <= {IDLE_SHARE_MAX:.0%} of the first pass at {at}: "
+            f"{largest.idle * 1000:.1f} ms, {largest.idle_share:.2%} -> "
+            f"{_cell(largest.idle_share <= IDLE_SHARE_MAX)}{caveat}"
+        )
+        lines.append(
+            f"{dialect}: idle re-tick <= {IDLE_VS_WATERMARK_MAX:g}x the hand watermark query "
+            f"({median(largest.watermark_idle.seconds) * 1000:.2f} ms) at {at}: "
+            f"{largest.idle_vs_watermark:.1f}x -> "
+            f"{_cell(largest.idle_vs_watermark <= IDLE_VS_WATERMARK_MAX)}{caveat}"
+        )
+        flat = largest.steady / series[0].steady
+        rate = "" if largest.same_rate else " (the target is stated with --same-rate)"
+        lines.append(
+            f"{dialect}: steady tick flat in history, {series[0].users:,} -> {largest.users:,} "
+            f"users: {series[0].steady * 1000:.1f} -> {largest.steady * 1000:.1f} ms "
+            f"({flat:.2f}x, allowed {STEADY_FLAT_MAX:g}x) -> "
+            f"{_cell(flat <= STEADY_FLAT_MAX)}{rate}"
+        )
         memory = all(memory_pass(p, series[0]) for p in series[1:])
         lines.append(
             f"{dialect}: tick memory independent of N ({series[0].users:,} -> "
@@ -285,6 +322,10 @@ def point_json(p: ScalePoint) -> dict[str, Any]:
         "tick_first_pass_s": p.first,
         "tick_steady_s": p.steady,
         "tick_idle_s": p.idle,
+        "idle_share_of_first_pass": p.idle_share,
+        "hand_watermark_idle_s": median(p.watermark_idle.seconds),
+        "hand_watermark_steady_s": median(p.watermark_steady.seconds),
+        "idle_over_hand_watermark": p.idle_vs_watermark,
         "ticks": asdict(p.ticks),
         "rules": [
             {**asdict(r), "steady_share": r.steady_share, "idle_share": r.idle_share}
@@ -316,6 +357,9 @@ def write_scale_json(
         "machine": asdict(machine),
         "targets": {
             "empty_window_share_max": EMPTY_WINDOW_SHARE_MAX,
+            "idle_share_of_first_pass_max": IDLE_SHARE_MAX,
+            "idle_over_hand_watermark_max": IDLE_VS_WATERMARK_MAX,
+            "steady_flat_max": STEADY_FLAT_MAX,
             "memory_growth_max": MEMORY_GROWTH_MAX,
             "memory_floor_mib": MEMORY_FLOOR_MIB,
         },

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select, union
+from sqlalchemy import BigInteger, Select, and_, bindparam, or_, select, union
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.rules.language import EventItem, Rule
@@ -55,41 +55,76 @@ def read_events(rule: Rule) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def touched(rule: Rule, since: datetime, now: datetime, mark: Watermark) -> Select[Any]:
-    """The ids of the users `rule` must be evaluated for at `now`, having been evaluated at
-    `since` with ingestion at `mark`; a superset is always correct, a subset never."""
-    parts = [*_ingested(rule, mark), *_entered(rule, since, now), *_repeats(rule, since, now)]
+def touched(rule: Rule) -> Select[Any]:
+    """The ids of the users `rule` must be evaluated for, given the parameters
+    `touched_params` computes for a tick; a superset is always correct, a subset never.
+
+    Every time and mark is a named parameter, so that the statement is built once per rule
+    definition and compiled once: an idle tick is then a few index probes per rule, not the
+    construction of a statement."""
+    parts = [*_ingested(rule), *_entered(rule), *_repeats(rule)]
     names = read_events(rule)
     if names:
-        parts.append(_events_between(names, since, now))
-    parts += [_left_within(item, since, now) for item in _windowed(rule)]
+        parts.append(_events_between(names))
+    parts += [_left_within(index, item) for index, item in _windowed(rule)]
     found = union(*parts).subquery("found")
     if not rule.uses_account:
         return select(found.c.user_id).where(found.c.user_id.is_not(None))
-    return _with_members(found, mark)
+    return _with_members(found)
 
 
-def _ingested(rule: Rule, mark: Watermark) -> list[Select[Any]]:
-    changed = select(changes.c.user_id.label("user_id")).where(changes.c.seq > mark.change_seq)
+def touched_params(rule: Rule, since: datetime, now: datetime, mark: Watermark) -> dict[str, Any]:
+    """The values of `touched(rule)`'s parameters for a tick at `now` after one at `since`."""
+    earliest, latest = window(rule, now)
+    params: dict[str, Any] = {
+        "change_seq": mark.change_seq,
+        "event_id": mark.event_id,
+        "since": since,
+        "now": now,
+        # anchors up to `passed` were in the window at `since`
+        "passed": since - rule.when.after,
+        "earliest": earliest,
+        "latest": latest,
+    }
+    for index, item in _windowed(rule):
+        assert item.within is not None
+        params[f"left_{index}_from"] = since - item.within
+        params[f"left_{index}_to"] = now - item.within
+    if rule.repeat_after is not None:
+        params["repeat_from"] = since - rule.repeat_after
+        params["repeat_to"] = now - rule.repeat_after
+    return params
+
+
+def _time(name: str) -> Any:
+    return bindparam(name, type_=events.c.occurred_at.type)
+
+
+def _seq(name: str) -> Any:
+    return bindparam(name, type_=BigInteger())
+
+
+def _ingested(rule: Rule) -> list[Select[Any]]:
+    changed = select(changes.c.user_id.label("user_id")).where(changes.c.seq > _seq("change_seq"))
     names = read_events(rule)
     if not names:
         return [changed]
     # `name || ''`: kept off the (name, occurred_at) index, which SQLite would otherwise
     # prefer to the id range, and scan every event of those names to find the few new ones.
     new = select(events.c.user_id).where(
-        events.c.id > mark.event_id, (events.c.name + "").in_(names)
+        events.c.id > _seq("event_id"), (events.c.name + "").in_(names)
     )
     return [changed, new]
 
 
-def _entered(rule: Rule, since: datetime, now: datetime) -> list[Select[Any]]:
+def _entered(rule: Rule) -> list[Select[Any]]:
     """Users whose anchor time came into the window since the last evaluation."""
-    earliest, latest = window(rule, now)
-    passed = since - rule.when.after  # anchors up to here were in the window at `since`
 
     def between(column: ColumnElement[Any]) -> ColumnElement[bool]:
         # Both ends of the window are inclusive: an anchor at exactly `earliest` is open.
-        return and_(column > passed, column >= earliest, column <= latest)
+        return and_(
+            column > _time("passed"), column >= _time("earliest"), column <= _time("latest")
+        )
 
     name = rule.when.anchor_event
     if name is None:
@@ -99,50 +134,49 @@ def _entered(rule: Rule, since: datetime, now: datetime) -> list[Select[Any]]:
     return [select(events.c.user_id).where(events.c.name == name, between(events.c.occurred_at))]
 
 
-def _events_between(names: tuple[str, ...], since: datetime, now: datetime) -> Select[Any]:
+def _events_between(names: tuple[str, ...]) -> Select[Any]:
     # A plain IN: a few names, each a range on the (name, occurred_at) index.
     return select(events.c.user_id).where(
         events.c.name.in_(names),
-        events.c.occurred_at > since,
-        events.c.occurred_at <= now,
+        events.c.occurred_at > _time("since"),
+        events.c.occurred_at <= _time("now"),
     )
 
 
-def _windowed(rule: Rule) -> list[EventItem]:
+def _windowed(rule: Rule) -> list[tuple[int, EventItem]]:
     when = rule.when
     items = (*when.done, *when.not_done, *when.account_done, *when.account_not_done)
-    return [item for item in items if item.within is not None]
+    return [(index, item) for index, item in enumerate(items) if item.within is not None]
 
 
-def _left_within(item: EventItem, since: datetime, now: datetime) -> Select[Any]:
-    assert item.within is not None
+def _left_within(index: int, item: EventItem) -> Select[Any]:
     return select(events.c.user_id).where(
         events.c.name == item.event,
-        events.c.occurred_at >= since - item.within,
-        events.c.occurred_at <= now - item.within,
+        events.c.occurred_at >= _time(f"left_{index}_from"),
+        events.c.occurred_at <= _time(f"left_{index}_to"),
     )
 
 
-def _repeats(rule: Rule, since: datetime, now: datetime) -> list[Select[Any]]:
+def _repeats(rule: Rule) -> list[Select[Any]]:
     if rule.repeat_after is None:
         return []
     return [
         select(deliveries.c.user_id).where(
             deliveries.c.rule_id == rule.id,
-            deliveries.c.created_at >= since - rule.repeat_after,
-            deliveries.c.created_at <= now - rule.repeat_after,
+            deliveries.c.created_at >= _time("repeat_from"),
+            deliveries.c.created_at <= _time("repeat_to"),
         )
     ]
 
 
-def _with_members(found: Any, mark: Watermark) -> Select[Any]:
+def _with_members(found: Any) -> Select[Any]:
     """The users found and every member of their accounts, and of the accounts `changes`
     names (an account's traits, or the one a member left)."""
     theirs = select(users.c.account_id).where(
         users.c.id.in_(select(found.c.user_id)), users.c.account_id.is_not(None)
     )
     named = select(changes.c.account_id).where(
-        changes.c.seq > mark.change_seq, changes.c.account_id.is_not(None)
+        changes.c.seq > _seq("change_seq"), changes.c.account_id.is_not(None)
     )
     members = select(users.c.id.label("user_id")).where(
         or_(users.c.account_id.in_(theirs), users.c.account_id.in_(named))

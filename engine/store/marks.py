@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 
 from engine.rules.language import Rule
 from engine.sql.dialect import upsert_statement
 from engine.sql.schema import changes, evaluation_marks, events
-from engine.sql.touched import Watermark, touched
+from engine.sql.touched import Watermark, touched, touched_params
 from engine.store.connection import Database, OneConnection, writing
 
 
@@ -33,6 +34,8 @@ class Mark:
 class Marks:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Built once per rule definition (fingerprint): a tick only binds new values.
+        self._statements: dict[str, Select[Any]] = {}
 
     def watermark(self) -> Watermark:
         """The newest event id and change seq, every one below them committed.
@@ -69,9 +72,12 @@ class Marks:
 
     def touched(self, rule: Rule, mark: Mark, now: datetime) -> list[str]:
         """The users `rule` must be evaluated for at `now` since `mark`."""
-        statement = touched(rule, mark.evaluated_at, now, mark.watermark)
+        statement = self._statements.get(rule.fingerprint)
+        if statement is None:
+            statement = self._statements[rule.fingerprint] = touched(rule)
+        params = touched_params(rule, mark.evaluated_at, now, mark.watermark)
         with self.db.connect() as connection:
-            return list(connection.execute(statement).scalars())
+            return list(connection.execute(statement, params).scalars())
 
     def save(self, marks: Mapping[str, Mark]) -> None:
         """Record the evaluations a tick made (rule id -> its mark), in one statement."""
