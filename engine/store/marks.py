@@ -50,11 +50,13 @@ class Marks:
             select(func.coalesce(func.max(events.c.id), 0)).scalar_subquery(),
             select(func.coalesce(func.max(changes.c.seq), 0)).scalar_subquery(),
         )
-        lock = self.db.dialect.name == "postgresql" and not isinstance(self.db, OneConnection)
-        with writing(self.db) as connection:
-            if lock:
+        if self.db.dialect.name != "postgresql" or isinstance(self.db, OneConnection):
+            with self.db.connect() as connection:
+                event_id, change_seq = connection.execute(newest).one()
+        else:
+            with self.db.begin() as connection:
                 connection.exec_driver_sql("LOCK TABLE events, changes IN EXCLUSIVE MODE")
-            event_id, change_seq = connection.execute(newest).one()
+                event_id, change_seq = connection.execute(newest).one()
         return Watermark(int(event_id), int(change_seq))
 
     def read(self, rule_ids: Iterable[str]) -> dict[str, Mark]:

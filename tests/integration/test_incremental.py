@@ -11,6 +11,8 @@ PostgreSQL; fixed schedules pin each way a verdict can change with no ingestion 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +25,8 @@ from sqlalchemy import select
 
 from engine.rules.language import RuleSet, load_rules
 from engine.runner import Runner
-from engine.sql.schema import deliveries
+from engine.sql.schema import deliveries, events
+from engine.sql.touched import Watermark
 from engine.store import AccountUpsert, Alias, EventRecord, Store, UserUpsert, connect, migrate
 from tests.conftest import _truncate
 from tests.integration import replay_kit, replay_kit_v2
@@ -307,3 +310,31 @@ def test_idle_ticks_run_no_rule_statement(store: Store, project: Path) -> None:
     reloaded.rules = _rules(project, CHANGED)
     after = reloaded.tick(T0 + timedelta(days=9, minutes=2))
     assert after.evaluations == {"idle": len(runner.rules.enabled) - 3, "full": 3}
+
+
+@pytest.mark.postgres
+def test_a_postgres_watermark_waits_for_an_uncommitted_event(pg_database: str) -> None:
+    """PostgreSQL hands out ids before commit: an event whose transaction is still open when
+    the watermark is read must not end up below it unseen. The read waits for the commit."""
+    engine = connect(pg_database)
+    _truncate(engine)
+    store = Store(engine)
+    try:
+        store.people.insert_events([EventRecord("i0", "run", T0, {}, None)], T0)
+        with engine.connect() as writer:
+            pending = writer.begin()
+            row = EventRecord("i1", "run", T0, {}, "late-commit")
+            late = writer.execute(
+                events.insert().returning(events.c.id),
+                {**row.__dict__, "properties": {}, "received_at": T0},
+            ).scalar_one()
+            read: list[Watermark] = []
+            reader = threading.Thread(target=lambda: read.append(store.marks.watermark()))
+            reader.start()
+            time.sleep(0.5)  # without the lock, the read is long done, and below `late`
+            pending.commit()
+            reader.join(timeout=30)
+        assert read, "the watermark read did not finish"
+        assert read[0].event_id >= late, (read, late)
+    finally:
+        engine.dispose()
