@@ -33,6 +33,7 @@ from engine.delivery.mail import (
     TransportSetupError,
     UncertainSendError,
 )
+from engine.delivery.wire import WireMessage
 from engine.errors import ConfigError, Problem
 
 log = logging.getLogger("lifecycle.smtp")
@@ -264,7 +265,9 @@ def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
 
 def _serialize(message: EmailMessage, *, utf8: bool) -> bytes:
     """The wire form: CRLF line ends (what `smtplib.SMTP.data` expects of bytes), as
-    `send_message` would produce it."""
+    `send_message` would produce it; a message built by the fast path knows it already."""
+    if isinstance(message, WireMessage) and message.wire is not None and not utf8:
+        return message.wire
     policy = message.policy
     if utf8 and isinstance(policy, EmailPolicy):  # compat32 has no utf8 mode
         policy = policy.clone(utf8=True)
