@@ -28,10 +28,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import getaddresses
-from io import BytesIO
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,8 +47,9 @@ from bench.smtp_sink import ProcessSink, Received, Sink, ThreadSink
 from bench.timing import timed
 from engine.app.wiring import load_rule_set
 from engine.config import Config, SmtpConfig
+from engine.daemon.reload import frozen_renderer
 from engine.delivery.render import RenderedEmail, Renderer
-from engine.delivery.smtp import SmtpTransport
+from engine.delivery.smtp import SmtpTransport, serialize
 from engine.model import Status
 from engine.runner import Runner
 from engine.sql.schema import deliveries
@@ -86,8 +85,10 @@ NOTES = (
     "SmtpTransport passed to the Runner time claim_due/mark, render, send/_connect/_transmit; "
     "the gaps between those calls are the engine code that runs there (Runner._send).",
     "MIME serialisation happens inside SmtpTransport.send; it is re-measured on the same "
-    "messages (BytesGenerator, as the transport does) and moved from the SMTP transaction to "
-    "the MIME group.",
+    "messages (engine.delivery.smtp.serialize, as the transport does: a fast-path message "
+    "carries its wire form) and moved from the SMTP transaction to the MIME group.",
+    "With several SMTP sessions the steps are thread-seconds summed over the sessions, each "
+    "including its waits for the interpreter lock: shares, not a timeline.",
     "The SMTP server (aiosmtpd) runs in a thread of this process by default; its work is inside "
     "the SMTP figures, as a real relay's would be. A child process (--server process) was not "
     "faster on this 2-core machine (runs alternated on SQLite: medians 123 vs 99 and 83 vs "
@@ -467,6 +468,8 @@ def measure(dialect: str, sink: Sink, args: argparse.Namespace, console: Console
             recorder = Recorder()
             store = timing_store(Store(engine), recorder)
             renderer = TimingRenderer(config.templates_dir, recorder)
+            # The daemon renders from a snapshot of the templates (no stat() per render).
+            renderer.env.loader = frozen_renderer(config.templates_dir).env.loader
             runner = Runner(
                 store=store,
                 rules=load_rule_set(config, renderer),
@@ -627,12 +630,11 @@ Payload = tuple[str, list[str], bytes]
 
 
 def _wire(message: EmailMessage) -> Payload:
-    """What SmtpTransport sends for an ASCII message: envelope addresses and CRLF bytes."""
-    buffer = BytesIO()
-    BytesGenerator(buffer, policy=message.policy).flatten(message, linesep="\r\n")
+    """What SmtpTransport sends for an ASCII message: envelope addresses and CRLF bytes
+    (its own serialisation: the wire form a fast-path message carries, else the generator)."""
     sender = next(a for _, a in getaddresses(message.get_all("From", [])) if a)
     recipients = [a for _, a in getaddresses(message.get_all("To", [])) if a]
-    return sender, recipients, buffer.getvalue()
+    return sender, recipients, serialize(message, utf8=False)
 
 
 def _one_connection(sink: Sink, payloads: Sequence[Payload]) -> None:

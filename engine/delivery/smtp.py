@@ -172,7 +172,7 @@ class SmtpTransport:
             raise PermanentSendError(
                 f"{self.where} does not support SMTPUTF8, needed for a non-ASCII address"
             )
-        payload = _serialize(message, utf8=international)
+        payload = serialize(message, utf8=international)
         options: list[str] = []
         if client.has_extn("size"):
             options.append(f"SIZE={len(payload)}")
@@ -254,6 +254,8 @@ class _StaleSession(Exception):
 
 
 def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
+    if isinstance(message, WireMessage) and message.wire is not None:
+        return message.sender, list(message.recipients)
     senders = [address for _, address in getaddresses(message.get_all("From", [])) if address]
     recipients = [address for _, address in getaddresses(message.get_all("To", [])) if address]
     if not senders:
@@ -263,7 +265,7 @@ def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
     return senders[0], recipients
 
 
-def _serialize(message: EmailMessage, *, utf8: bool) -> bytes:
+def serialize(message: EmailMessage, *, utf8: bool) -> bytes:
     """The wire form: CRLF line ends (what `smtplib.SMTP.data` expects of bytes), as
     `send_message` would produce it; a message built by the fast path knows it already."""
     if isinstance(message, WireMessage) and message.wire is not None and not utf8:

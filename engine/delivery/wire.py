@@ -35,6 +35,10 @@ class WireMessage(EmailMessage):
     made to the message through the usual setters drops `wire` (it would be stale)."""
 
     wire: bytes | None = None
+    # The envelope, read off the plain From and To at build time: parsing them back out of
+    # the headers (as `SmtpTransport` must for any message) cost as much as building it.
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
 
     def __setitem__(self, name: str, value: Any) -> None:
         self.wire = None
@@ -79,6 +83,7 @@ def plain_message(envelope: Envelope, policy: EmailPolicy[EmailMessage]) -> Wire
         message.set_raw(name, value)
     EmailMessage.set_payload(message, [part for part, _ in parts])
     separator = f"--{boundary}\r\n".encode("ascii")
+    message.sender, message.recipients = _address(envelope.sender), (_address(envelope.to),)
     message.wire = b"".join(
         [
             _header_block(headers),
@@ -113,6 +118,11 @@ def _headers(envelope: Envelope) -> list[tuple[str, str]] | None:
         if not _verbatim(name, value) or (pattern is not None and not pattern.fullmatch(value)):
             return None
     return [(name, value) for name, value, _ in headers]
+
+
+def _address(plain: str) -> str:
+    """The address of a `_PLAIN_ADDRESS` value: inside the angle brackets, or all of it."""
+    return plain[plain.index("<") + 1 : -1] if plain.endswith(">") else plain
 
 
 def _verbatim(name: str, value: str) -> bool:

@@ -14,7 +14,7 @@ from io import BytesIO
 import pytest
 
 from engine.delivery.mail import POLICY, Envelope, build_message, package_message
-from engine.delivery.smtp import _serialize
+from engine.delivery.smtp import _envelope, serialize
 from engine.delivery.wire import WireMessage, plain_message
 
 BASE = Envelope(
@@ -76,7 +76,8 @@ def test_the_fast_path_makes_the_email_packages_bytes(changes: dict[str, object]
     standard.set_boundary(boundary)  # the boundary is random: the same for both
     assert fast.wire == flatten(standard)
     assert flatten(fast) == fast.wire  # the message object says what its wire form says
-    assert _serialize(fast, utf8=False) == fast.wire
+    assert serialize(fast, utf8=False) == fast.wire
+    assert _envelope(fast) == _envelope(standard)  # the addresses SMTP is given
     parsed = message_from_bytes(fast.wire, policy=default)
     assert parsed["To"] == envelope.to
     assert parsed["Message-ID"] == envelope.message_id
@@ -99,7 +100,7 @@ def test_changing_a_fast_message_drops_its_wire_form() -> None:
     assert message.wire is not None
     message["X-Campaign"] = "spring"
     assert message.wire is None
-    assert b"X-Campaign: spring" in _serialize(message, utf8=False)
+    assert b"X-Campaign: spring" in serialize(message, utf8=False)
 
 
 class Draws:
