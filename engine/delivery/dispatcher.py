@@ -87,9 +87,7 @@ class Dispatcher:
         self.retry = retry
         self.random = random  # jitter for retries; tests pass a fixed one
         self.metrics = metrics
-        # Parallel sessions need a transport whose sessions belong to threads (SMTP); any
-        # other sends from the calling thread, one message at a time.
-        self.sessions = sessions if isinstance(transport, SessionTransport) else 1
+        self.sessions = sessions  # SMTP sessions in parallel (mail.smtp.sessions)
         # Through self: tests and `Runner.using` read and replace `random` and `suppress`.
         self.outcomes = Outcomes(
             retry, lambda: self.random(), lambda *a, **k: self.suppress(*a, **k)
@@ -123,10 +121,16 @@ class Dispatcher:
             renew_after=self.retry.sending_lease / 2,
         )
         commits = GroupCommit(self.outbox.advance)
-        if self.sessions == 1:  # from the calling thread: no thread for one session
+        # Parallel sessions need a transport whose sessions belong to threads (SMTP); any
+        # other sends from the calling thread, one message at a time.
+        sessions = self.sessions if isinstance(self.transport, SessionTransport) else 1
+        if sessions == 1:  # from the calling thread: no thread for one session
             outcome.update(self._ending_cleanly(feed, commits, clock))
             return outcome
-        counts, errors = self._in_parallel(feed, commits, clock)
+        sessions = min(sessions, feed.prime())
+        if sessions == 0:
+            return outcome
+        counts, errors = self._in_parallel(feed, commits, clock, sessions)
         for count in counts:
             outcome.update(count)
         if errors:
@@ -145,7 +149,7 @@ class Dispatcher:
             raise
 
     def _in_parallel(
-        self, feed: Feed, commits: GroupCommit, clock: Callable[[], datetime]
+        self, feed: Feed, commits: GroupCommit, clock: Callable[[], datetime], sessions: int
     ) -> tuple[list[Counter[str]], list[BaseException]]:
         counts: list[Counter[str]] = []
         errors: list[BaseException] = []
@@ -158,7 +162,7 @@ class Dispatcher:
 
         threads = [
             threading.Thread(target=run, name=f"lifecycle-smtp-{n + 1}", daemon=True)
-            for n in range(self.sessions)
+            for n in range(sessions)
         ]
         for thread in threads:
             thread.start()

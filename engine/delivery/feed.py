@@ -51,6 +51,17 @@ class Feed:
         self._taken = 0  # rows of the batch handed out
         self._done = False
 
+    def prime(self) -> int:
+        """Claim the first batch before any session starts: the rows it holds (0 when there
+        is nothing to send, or the dispatcher is stopping), so that a dispatch with nothing
+        due starts no thread, and one with few rows no more sessions than rows."""
+        with self._lock:
+            if self._done or self.should_stop():  # asked before each claim
+                self._done = True
+                return 0
+            self._claim()
+            return len(self._batch)
+
     def next(self) -> tuple[Due, datetime] | None:
         with self._lock:
             while not self._done:
