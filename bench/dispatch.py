@@ -122,6 +122,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="parallel SMTP sessions the dispatcher sends over (mail.smtp.sessions; "
         "default: the config's default)",
     )
+    parser.add_argument(
+        "--reply-ms",
+        type=float,
+        default=0.0,
+        help="milliseconds the sink waits before its reply to each message, as a real "
+        "relay takes (default 0: loopback, where parallel sessions only share the CPU)",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write figures")
     parser.add_argument("--seed", type=int, default=42)
     return parser.parse_args(argv)
@@ -806,6 +813,7 @@ def write_json(
             "repeat": args.repeat,
             "sessions": args.sessions,
             "server": args.server,
+            "reply_ms": args.reply_ms,
             "seed": args.seed,
             "now": NOW.isoformat(),
         },
@@ -835,7 +843,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, console: Console) -> list[DbFigures]:
     machine = Machine()
     results = []
-    sink: ThreadSink | ProcessSink = ThreadSink() if args.server == "thread" else ProcessSink()
+    delay = args.reply_ms / 1000
+    sink: ThreadSink | ProcessSink = (
+        ThreadSink(delay) if args.server == "thread" else ProcessSink(delay)
+    )
     with sink:
         for dialect in DIALECTS if args.db == "both" else (args.db,):
             result = measure(dialect, sink, args, console)
