@@ -81,8 +81,8 @@ class Outbox:
         """Move due `pending`/`retrying` rows to `claimed` and return them. The conditional
         update (and, on PostgreSQL, SKIP LOCKED) lets several dispatchers share the ledger.
         Each row then goes `sending` on its own, just before it is handed to the server
-        (`start_sending`), so a crash leaves in doubt the one message in flight, not the
-        whole batch."""
+        (`advance`, or `start_sending`), so a crash leaves in doubt the message each SMTP
+        session has in flight, not the whole batch."""
         due = (
             select(deliveries.c.id)
             .where(deliveries.c.status.in_(CLAIMABLE), deliveries.c.send_at <= now)
