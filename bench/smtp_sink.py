@@ -9,6 +9,7 @@ bounded."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing
 import re
@@ -51,7 +52,10 @@ class _Handler:
     """aiosmtpd hooks, on the server's event-loop thread; read from other threads under the
     lock. Only the header block is searched: the sink must cost the server little."""
 
-    def __init__(self) -> None:
+    def __init__(self, reply_delay: float = 0.0) -> None:
+        # Seconds before the reply to each message: a relay's own latency (queueing, disk),
+        # which a loopback sink does not have; it waits, it does not compute.
+        self.reply_delay = reply_delay
         self.lock = threading.Lock()
         self.message_ids: list[str] = []
         self.sessions = 0
@@ -87,6 +91,8 @@ class _Handler:
             self.message_ids.append(message_id)
             self.recipients += len(envelope.rcpt_tos)
             number = len(self.message_ids)
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
         return f"250 2.0.0 Ok: queued as BENCH{number:06d}"
 
     def snapshot(self) -> Received:
@@ -103,10 +109,10 @@ class _Handler:
 class ThreadSink:
     """The sink in a thread of this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, reply_delay: float = 0.0) -> None:
         self.host = HOST
         self.port = 0
-        self._handler = _Handler()
+        self._handler = _Handler(reply_delay)
         self._controller: BoundController | None = None
 
     def start(self) -> ThreadSink:
@@ -142,16 +148,17 @@ class ThreadSink:
 class ProcessSink:
     """The sink in a spawned child process, driven over a pipe."""
 
-    def __init__(self) -> None:
+    def __init__(self, reply_delay: float = 0.0) -> None:
         self.host = HOST
         self.port = 0
+        self.reply_delay = reply_delay
         self._pipe: Connection | None = None
         self._process: BaseProcess | None = None
 
     def start(self) -> ProcessSink:
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe(duplex=True)
-        process = context.Process(target=_serve, args=(child,), daemon=True)
+        process = context.Process(target=_serve, args=(child, self.reply_delay), daemon=True)
         process.start()
         child.close()
         self._pipe, self._process = parent, process
@@ -215,11 +222,11 @@ class ProcessSink:
         self.stop()
 
 
-def _serve(pipe: Connection) -> None:
+def _serve(pipe: Connection, reply_delay: float = 0.0) -> None:
     """The child process: a ThreadSink, answering the parent until told to stop (or until
     the parent goes away, which closes the pipe)."""
     try:
-        sink = ThreadSink().start()
+        sink = ThreadSink(reply_delay).start()
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         pipe.send(exc)
         return
@@ -242,6 +249,6 @@ def _serve(pipe: Connection) -> None:
         pipe.close()
 
 
-def open_sink(where: str) -> ThreadSink | ProcessSink:
+def open_sink(where: str, reply_delay: float = 0.0) -> ThreadSink | ProcessSink:
     """`thread` or `process`; start it with `with`."""
-    return ThreadSink() if where == "thread" else ProcessSink()
+    return ThreadSink(reply_delay) if where == "thread" else ProcessSink(reply_delay)

@@ -146,6 +146,9 @@ class DefaultsConfig(_Section):
         return value
 
 
+MAX_SMTP_SESSIONS = 16
+
+
 class SmtpConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 587
@@ -156,6 +159,10 @@ class SmtpConfig(_Section):
     ca_file: Path | None = None  # trust a private CA in addition to the system's
     timeout: Duration = timedelta(seconds=30)
     local_hostname: str | None = None
+    # SMTP sessions the dispatcher sends over in parallel, each on its own connection: at
+    # most one message per session is in doubt after a crash. Bounded: relays limit the
+    # connections a client may hold (often 10 to 20).
+    sessions: int = Field(default=4, ge=1, le=MAX_SMTP_SESSIONS)
 
     @field_validator("timeout")
     @classmethod

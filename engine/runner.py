@@ -113,6 +113,7 @@ class Runner:
             retry=config.mail.retry,
             random=random,
             metrics=metrics,
+            sessions=config.mail.smtp.sessions,
         )
         self._rules = rules
         self._decide = partial(

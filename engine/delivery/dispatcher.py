@@ -1,41 +1,45 @@
 """Dispatch: claim due emails, render, hand them to the transport, and record each outcome
 with retries, backoff and a buffer for what a database outage kept from being written.
 
-A claim goes `claimed` for the batch, then `sending` one row at a time just before the
-hand-over, so a crash leaves in doubt the one message in flight, not the whole batch."""
+Several SMTP sessions send in parallel (`mail.smtp.sessions`, threads, each with a connection
+of its own); other transports send from the calling thread. A claim goes `claimed` for the
+batch; each session then moves one row at a time to `sending`, just before the hand-over, in
+the same transaction that records the outcome of the message it sent before (`Outbox.advance`):
+a crash leaves in doubt at most one message per session (the one in flight, or the one sent
+whose outcome was not yet written), never the whole batch."""
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.clock import Clock
 from engine.config import RetryConfig
+from engine.delivery.commits import GroupCommit
 from engine.delivery.compose import Composer
-from engine.delivery.mail import (
-    MailTransport,
-    PermanentSendError,
-    SessionTransport,
-    TransientSendError,
-    TransportSetupError,
-    UncertainSendError,
-    build_message,
-)
+from engine.delivery.feed import Feed
+from engine.delivery.mail import MailTransport, SessionTransport, build_message
+from engine.delivery.outcome import Outcomes, Suppress, backoff
 from engine.errors import TemplateError
-from engine.model import Due, SkipReason, Status
+from engine.model import Due, Status
 from engine.rules.language import RuleSet
+from engine.store.outbox import Finish, Step
 from engine.telemetry.metrics import Metrics
 
 log = logging.getLogger("lifecycle.runner")
+
+__all__ = ["Dispatcher", "OutboxStore", "Suppress", "backoff", "recover"]
 
 
 class OutboxStore(Protocol):
@@ -43,10 +47,9 @@ class OutboxStore(Protocol):
     hand it `engine.store.testing.MemoryOutbox`)."""
 
     def claim_due(self, now: datetime, limit: int = 100) -> list[Due]: ...
+    def advance(self, steps: Sequence[Step]) -> list[bool]: ...
+    # The single steps `advance` combines (tests and tools drive rows through them).
     def start_sending(self, delivery_id: int, now: datetime) -> bool: ...
-    def release_claims(self, ids: Sequence[int], now: datetime) -> int: ...
-    def requeue_stale_claims(self, now: datetime, lease: timedelta) -> int: ...
-    def expire_stale_claims(self, now: datetime, lease: timedelta, *, resend: bool) -> int: ...
     def mark(
         self,
         delivery_id: int,
@@ -57,17 +60,9 @@ class OutboxStore(Protocol):
         reply: str | None = None,
         send_at: datetime | None = None,
     ) -> None: ...
-
-
-Suppress = Callable[..., None]  # `People.suppress(now, email=..., reason=...)`: a hard bounce
-
-
-def backoff(attempts: int, first: timedelta, ceiling: timedelta, jitter: float) -> timedelta:
-    """Exponential backoff with jitter: 1x, 2x, 4x ... the first delay, capped, then scaled
-    into [50%, 100%] by `jitter` in [0, 1) so that retries from one outage spread out."""
-    delay: timedelta = min(ceiling, first * 2 ** max(attempts - 1, 0))
-    scaled: timedelta = delay * (0.5 + jitter / 2)
-    return scaled
+    def release_claims(self, ids: Sequence[int], now: datetime) -> int: ...
+    def requeue_stale_claims(self, now: datetime, lease: timedelta) -> int: ...
+    def expire_stale_claims(self, now: datetime, lease: timedelta, *, resend: bool) -> int: ...
 
 
 class Dispatcher:
@@ -82,6 +77,7 @@ class Dispatcher:
         retry: RetryConfig,
         random: Callable[[], float] = random.random,
         metrics: Metrics | None = None,
+        sessions: int = 1,
     ) -> None:
         self.outbox = outbox
         self.suppress = suppress
@@ -91,10 +87,15 @@ class Dispatcher:
         self.retry = retry
         self.random = random  # jitter for retries; tests pass a fixed one
         self.metrics = metrics
+        self.sessions = sessions  # SMTP sessions in parallel (mail.smtp.sessions)
+        # Through self: tests and `Runner.using` read and replace `random` and `suppress`.
+        self.outcomes = Outcomes(
+            retry, lambda: self.random(), lambda *a, **k: self.suppress(*a, **k)
+        )
         # Ledger writes a database outage interrupted mid-dispatch (a send's outcome, claims
         # to hand back), applied by the next dispatch that reaches the database: a message
         # the server accepted is then `sent`, not `unknown`, and the batch is not held up
-        # for a whole lease.
+        # for a whole lease. Sessions append from their threads (list.append is atomic).
         self._unwritten: list[Callable[[], object]] = []
 
     def dispatch(
@@ -107,65 +108,150 @@ class Dispatcher:
         """Send every due email. A render failure fails that one delivery, visibly.
 
         `should_stop` is asked before each claim and each send: a stopping daemon finishes the
-        send in flight and hands the rest of its claimed batch back to the queue."""
-        transport = self.transport
-        with transport.session() if isinstance(transport, SessionTransport) else nullcontext():
-            return self._dispatch(_clock(now), batch_size, should_stop)
-
-    def _dispatch(
-        self, clock: Callable[[], datetime], batch_size: int, should_stop: Callable[[], bool]
-    ) -> Counter[str]:
+        sends in flight and hands the rest of its claimed batch back to the queue."""
+        clock = _clock(now)
         outcome: Counter[str] = Counter()
         self._write_what_an_outage_held_back()
         outcome.update(recover(self.outbox, self.retry, clock()))
-        # A claim is stamped once, when the batch is claimed: a batch still in hand after
-        # half the lease hands back what it has not sent and claims afresh, so that another
-        # replica's recovery never takes the rows of a live dispatcher for abandoned ones.
-        renew_after = self.retry.sending_lease / 2
-        while not should_stop() and (due := self.outbox.claim_due(claimed := clock(), batch_size)):
-            for index, item in enumerate(due):
-                if should_stop():
-                    released = self.outbox.release_claims([d.id for d in due[index:]], clock())
-                    log.info("stopping: %d claimed deliveries handed back unsent", released)
-                    return outcome
-                now = clock()
-                if index and now - claimed >= renew_after:
-                    released = self.outbox.release_claims([d.id for d in due[index:]], now)
-                    log.info("%d claimed deliveries handed back to be claimed afresh", released)
-                    break
-                try:
-                    status = self._send(item, now, clock)
-                except SQLAlchemyError:
-                    # The database went away: the rest of the batch was never sent.
-                    rest = [d.id for d in due[index:]]
-                    self._unwritten.append(partial(self.outbox.release_claims, rest, now))
-                    raise
-                if status is None:
-                    continue  # the claim expired under us: another dispatcher owns the row
-                outcome[status.value] += 1
-                if self.metrics is not None:
-                    self.metrics.deliveries.labels(status.value, "email").inc()
+        feed = Feed(
+            self.outbox,
+            clock,
+            batch_size=batch_size,
+            should_stop=should_stop,
+            renew_after=self.retry.sending_lease / 2,
+        )
+        commits = GroupCommit(self.outbox.advance)
+        # Parallel sessions need a transport whose sessions belong to threads (SMTP); any
+        # other sends from the calling thread, one message at a time.
+        sessions = self.sessions if isinstance(self.transport, SessionTransport) else 1
+        if sessions == 1:  # from the calling thread: no thread for one session
+            outcome.update(self._ending_cleanly(feed, commits, clock))
+            return outcome
+        sessions = min(sessions, feed.prime())
+        if sessions == 0:
+            return outcome
+        counts, errors = self._in_parallel(feed, commits, clock, sessions)
+        for count in counts:
+            outcome.update(count)
+        if errors:
+            raise errors[0]
         return outcome
+
+    def _ending_cleanly(
+        self, feed: Feed, commits: GroupCommit, clock: Callable[[], datetime]
+    ) -> Counter[str]:
+        """A session; when it fails, the other sessions stop after their send in flight and
+        the claimed rows nobody took go back to the queue."""
+        try:
+            return self._session(feed, commits, clock)
+        except BaseException:
+            self._hand_back(feed.abandon(), clock())
+            raise
+
+    def _in_parallel(
+        self, feed: Feed, commits: GroupCommit, clock: Callable[[], datetime], sessions: int
+    ) -> tuple[list[Counter[str]], list[BaseException]]:
+        counts: list[Counter[str]] = []
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                counts.append(self._ending_cleanly(feed, commits, clock))
+            except BaseException as exc:  # noqa: BLE001 - raised by dispatch() once all end
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=run, name=f"lifecycle-smtp-{n + 1}", daemon=True)
+            for n in range(sessions)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return counts, errors
+
+    def _hand_back(self, ids: Sequence[int], now: datetime) -> None:
+        """Claimed rows nobody will send now: back to the queue, or, with the database
+        away, at the next dispatch (the stale-claim recovery would take a whole lease)."""
+        if not ids:
+            return
+        try:
+            self.outbox.release_claims(ids, now)
+        except SQLAlchemyError:
+            self._unwritten.append(partial(self.outbox.release_claims, list(ids), now))
+
+    def _session(
+        self, feed: Feed, commits: GroupCommit, clock: Callable[[], datetime]
+    ) -> Counter[str]:
+        """One SMTP session's loop: prepare the next row (render, build the message: outside
+        any transaction), then in one transaction write the outcomes held so far and move
+        the row to `sending`, send it, and hold its outcome for the next step. Only one row
+        of the session is ever `sending` unrecorded: the one in flight, or the one sent."""
+        transport = self.transport
+        outcome: Counter[str] = Counter()
+        held: list[Finish] = []  # outcomes not yet written: at most one of a send
+        with transport.session() if isinstance(transport, SessionTransport) else nullcontext():
+            try:
+                while (taken := feed.next()) is not None:
+                    item, now = taken
+                    try:
+                        prepared = self._prepare(item, now)
+                        if isinstance(prepared, Finish):
+                            held.append(prepared)  # nothing was sent: the row is `claimed`
+                            continue
+                        writing, held = held, []  # kept for later by _advance if it fails
+                        started = self._advance(commits, writing, item.id, now, outcome)
+                    except SQLAlchemyError:
+                        # The database went away: this row and the rest were never sent.
+                        self._hand_back([item.id, *feed.abandon()], now)
+                        raise
+                    if not started:
+                        log.warning(
+                            "delivery %s: the claim expired before sending; not sent", item.id
+                        )
+                        continue  # another dispatcher owns the row
+                    held = [self._hand_over(item, prepared, clock)]
+            finally:
+                if held:
+                    self._advance(commits, held, None, clock(), outcome)
+        return outcome
+
+    def _advance(
+        self,
+        commits: GroupCommit,
+        held: list[Finish],
+        start: int | None,
+        now: datetime,
+        outcome: Counter[str],
+    ) -> bool:
+        """Write the held outcomes and start `start`, in one transaction (shared with other
+        sessions' steps); with the database away, the outcomes are kept for the next
+        dispatch (and the error raised)."""
+        step = Step(tuple(held), start, now)
+        try:
+            started = commits.commit(step)
+        except SQLAlchemyError:
+            if held:
+                self._unwritten.append(partial(self.outbox.advance, [Step(step.finishes)]))
+            raise
+        for finish in held:
+            outcome[finish.status.value] += 1
+            if self.metrics is not None:
+                self.metrics.deliveries.labels(finish.status.value, "email").inc()
+        return started
 
     def _write_what_an_outage_held_back(self) -> None:
         while self._unwritten:
             self._unwritten[0]()  # raises while the database is still away: kept for later
             self._unwritten.pop(0)
 
-    def _mark(self, delivery_id: int, status: Status, now: datetime, **fields: Any) -> None:
-        try:
-            self.outbox.mark(delivery_id, status, now, **fields)
-        except SQLAlchemyError:
-            self._unwritten.append(partial(self.outbox.mark, delivery_id, status, now, **fields))
-            raise
-
-    def _send(self, item: Due, now: datetime, clock: Callable[[], datetime]) -> Status | None:
-        """Render and send one claimed email; its new status, or None when it was not ours.
-        `now` is when it is handed over; its outcome is stamped with `clock()` after that."""
+    def _prepare(self, item: Due, now: datetime) -> EmailMessage | Finish:
+        """Render and build one claimed email to be handed over at `now`; a failure's
+        outcome when it cannot be."""
         try:
             rule = self.rules.get(item.rule_id)
         except KeyError:
-            return self._fail(item, now, f"rule {item.rule_id!r} is no longer defined")
+            return self.outcomes.fail(item, now, f"rule {item.rule_id!r} is no longer defined")
         context = self.composer.context(
             rule,
             item.user,
@@ -177,83 +263,28 @@ class Dispatcher:
         try:
             rendered = self.composer.render(item.email_template, context)
         except TemplateError as exc:
-            return self._fail(item, now, f"render error: {exc}")
+            return self.outcomes.fail(item, now, f"render error: {exc}")
         # The token is timestamped: the header must carry the very link the bodies show.
         unsubscribe = str(context["unsubscribe_url"])
         envelope = self.composer.envelope(
             item.email_to, item.message_id, rendered, now, unsubscribe
         )
-        message = build_message(envelope)
-        if not self.outbox.start_sending(item.id, now):
-            log.warning("delivery %s: the claim expired before sending; not sent", item.id)
-            return None
-        return self._hand_over(item, message, clock)
+        return build_message(envelope)
 
-    def _hand_over(self, item: Due, message: Any, clock: Callable[[], datetime]) -> Status:
+    def _hand_over(self, item: Due, message: EmailMessage, clock: Callable[[], datetime]) -> Finish:
+        """Send one message (its row is `sending`); its outcome, stamped with the time the
+        send ended."""
+        sent = time.perf_counter()
         try:
-            sent = time.perf_counter()
-            try:
-                receipt = self.transport.send(message)
-            finally:  # failed sends take time too (timeouts most of all)
-                now = clock()  # the outcome is stamped with the time the send ended
-                if self.metrics is not None:
-                    self.metrics.send_duration.observe(time.perf_counter() - sent)
-        except PermanentSendError as exc:
-            if exc.bounce:
-                self.suppress(now, email=item.email_to, reason=SkipReason.BOUNCED.value)
-            return self._fail(item, now, f"rejected: {exc.reply}", reply=exc.reply)
-        except UncertainSendError as exc:
-            return self._uncertain(item, now, exc.reply)
-        except TransportSetupError as exc:
-            log.error("the mail transport cannot send as configured: %s", exc.reply)
-            return self._retry(item, now, exc.reply)
-        except TransientSendError as exc:
-            return self._retry(item, now, exc.reply)
-        except Exception as exc:  # noqa: BLE001 - an unclassified transport fault: retry it
-            return self._retry(item, now, f"{type(exc).__name__}: {exc}")
-        log.info("sent %s to user %s (%s)", item.rule_id, item.user["id"], receipt)
-        self._mark(item.id, Status.SENT, now, reply=receipt)
-        return Status.SENT
+            receipt = self.transport.send(message)
+        except Exception as exc:  # noqa: BLE001 - every transport fault has an outcome
+            return self.outcomes.failed_send(item, self._ended(sent, clock), exc)
+        return self.outcomes.sent(item, self._ended(sent, clock), receipt)
 
-    def _retry(self, item: Due, now: datetime, reply: str) -> Status:
-        retry = self.retry
-        if now - item.created_at >= retry.give_up_after:
-            reason = f"gave up after {item.attempts} attempts: {reply}"
-            return self._fail(item, now, reason, reply=reply)
-        delay = backoff(item.attempts, retry.first_delay, retry.max_delay, self.random())
-        log.warning(
-            "delivery %s (%s, user %s) will be retried in %s: %s",
-            item.id,
-            item.rule_id,
-            item.user["id"],
-            delay,
-            reply,
-        )
-        self._mark(
-            item.id,
-            Status.RETRYING,
-            now,
-            reason=f"temporary failure: {reply}",
-            reply=reply,
-            send_at=now + delay,
-        )
-        return Status.RETRYING
-
-    def _uncertain(self, item: Due, now: datetime, reply: str) -> Status:
-        """The server may have the message: at most once unless the operator opted in."""
-        if self.retry.resend_unknown:
-            return self._retry(item, now, reply)
-        reason = f"connection lost after the message was handed over: {reply}"
-        log.error("delivery %s (%s) is unknown: %s", item.id, item.rule_id, reason)
-        self._mark(item.id, Status.UNKNOWN, now, reason=reason, reply=reply)
-        return Status.UNKNOWN
-
-    def _fail(self, item: Due, now: datetime, reason: str, *, reply: str | None = None) -> Status:
-        log.error(
-            "delivery %s (%s, user %s) failed: %s", item.id, item.rule_id, item.user["id"], reason
-        )
-        self._mark(item.id, Status.FAILED, now, reason=reason, reply=reply)
-        return Status.FAILED
+    def _ended(self, sent: float, clock: Callable[[], datetime]) -> datetime:
+        if self.metrics is not None:  # failed sends take time too (timeouts most of all)
+            self.metrics.send_duration.observe(time.perf_counter() - sent)
+        return clock()
 
 
 def recover(outbox: OutboxStore, retry: RetryConfig, now: datetime) -> Counter[str]:

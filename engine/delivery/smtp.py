@@ -4,9 +4,11 @@ failure classified as transient (retry), permanent, or a bounce (the address doe
 Inside `with transport.session():` (each dispatch run) one SMTP session carries message after
 message, up to `MESSAGES_PER_SESSION` (connecting, EHLO, STARTTLS and AUTH cost as much as the
 sending: the dispatch benchmark measured it); outside, each message has a connection of its own.
-Any failure drops the session, so a confused one never carries over; a reused session the
-server has closed meanwhile is noticed at MAIL, before anything was sent, and the message goes
-out on a fresh one."""
+Sessions belong to threads: each thread that enters `session()` has a connection of its own, so
+that the dispatcher's parallel senders (`mail.smtp.sessions`) share one transport and never one
+conversation. Any failure drops the session, so a confused one never carries over; a reused
+session the server has closed meanwhile is noticed at MAIL, before anything was sent, and the
+message goes out on a fresh one."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from engine.delivery.mail import (
     TransportSetupError,
     UncertainSendError,
 )
+from engine.delivery.wire import WireMessage
 from engine.errors import ConfigError, Problem
 
 log = logging.getLogger("lifecycle.smtp")
@@ -65,52 +68,44 @@ class SmtpTransport:
         # Built once so that a missing CA file or a disabled check shows up at startup,
         # and the warning is logged once per transport rather than once per message.
         self._context = self._tls_context() if config.security != "none" else None
-        self._session: smtplib.SMTP | None = None
-        self._sent_in_session = 0
-        self._keep = False  # inside session(): keep the connection for the next message
-        self._lock = threading.Lock()  # one conversation at a time on the shared session
+        self._local = _ThreadSession()  # this thread's connection: one conversation each
 
     def send(self, message: EmailMessage) -> str:
         sender, recipients = _envelope(message)
-        with self._lock:
-            try:
-                receipt = self._send(sender, recipients, message)
-            except BaseException:
-                self._drop()
-                raise
-            self._sent_in_session += 1
-            if not self._keep or self._sent_in_session >= MESSAGES_PER_SESSION:
-                self._drop()
-            return receipt
+        local = self._local
+        try:
+            receipt = self._send(local, sender, recipients, message)
+        except BaseException:
+            _drop(local)
+            raise
+        local.sent += 1
+        if not local.keep or local.sent >= MESSAGES_PER_SESSION:
+            _drop(local)
+        return receipt
 
     @contextmanager
     def session(self) -> Iterator[None]:
-        """Reuse one connection for the messages sent inside; QUIT at the end, so that no
-        connection sits idle until the server times it out."""
-        with self._lock:
-            self._keep = True
+        """Reuse one connection for the messages this thread sends inside; QUIT at the end,
+        so that no connection sits idle until the server times it out."""
+        local = self._local
+        local.keep = True
         try:
             yield
         finally:
-            with self._lock:
-                self._keep = False
-                self._drop()
+            local.keep = False
+            _drop(local)
 
-    def _drop(self) -> None:
-        session, self._session = self._session, None
-        self._sent_in_session = 0
-        if session is not None:
-            _close(session)
-
-    def _send(self, sender: str, recipients: list[str], message: EmailMessage) -> str:
+    def _send(
+        self, local: _ThreadSession, sender: str, recipients: list[str], message: EmailMessage
+    ) -> str:
         try:
-            if self._session is not None:
+            if local.client is not None:
                 try:
-                    return self._transmit(self._session, sender, recipients, message)
+                    return self._transmit(local.client, sender, recipients, message)
                 except _StaleSession:
-                    self._drop()  # closed by the server while idle: nothing was sent
-            self._session = self._connect()
-            return self._transmit(self._session, sender, recipients, message)
+                    _drop(local)  # closed by the server while idle: nothing was sent
+            local.client = self._connect()
+            return self._transmit(local.client, sender, recipients, message)
         except SendError:
             raise
         except _StaleSession as exc:  # a fresh session lost already: the server hung up
@@ -177,7 +172,7 @@ class SmtpTransport:
             raise PermanentSendError(
                 f"{self.where} does not support SMTPUTF8, needed for a non-ASCII address"
             )
-        payload = _serialize(message, utf8=international)
+        payload = serialize(message, utf8=international)
         options: list[str] = []
         if client.has_extn("size"):
             options.append(f"SIZE={len(payload)}")
@@ -237,11 +232,30 @@ class SmtpTransport:
         )
 
 
+class _ThreadSession(threading.local):
+    """One thread's SMTP session: its connection, the messages it carried, and whether it is
+    kept for the next message (inside `session()`)."""
+
+    def __init__(self) -> None:
+        self.client: smtplib.SMTP | None = None
+        self.sent = 0
+        self.keep = False
+
+
+def _drop(local: _ThreadSession) -> None:
+    client, local.client = local.client, None
+    local.sent = 0
+    if client is not None:
+        _close(client)
+
+
 class _StaleSession(Exception):
     """A reused session failed at MAIL, before any of the message was sent."""
 
 
 def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
+    if isinstance(message, WireMessage) and message.wire is not None:
+        return message.sender, list(message.recipients)
     senders = [address for _, address in getaddresses(message.get_all("From", [])) if address]
     recipients = [address for _, address in getaddresses(message.get_all("To", [])) if address]
     if not senders:
@@ -251,9 +265,11 @@ def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
     return senders[0], recipients
 
 
-def _serialize(message: EmailMessage, *, utf8: bool) -> bytes:
+def serialize(message: EmailMessage, *, utf8: bool) -> bytes:
     """The wire form: CRLF line ends (what `smtplib.SMTP.data` expects of bytes), as
-    `send_message` would produce it."""
+    `send_message` would produce it; a message built by the fast path knows it already."""
+    if isinstance(message, WireMessage) and message.wire is not None and not utf8:
+        return message.wire
     policy = message.policy
     if utf8 and isinstance(policy, EmailPolicy):  # compat32 has no utf8 mode
         policy = policy.clone(utf8=True)

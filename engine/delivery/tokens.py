@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Literal
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -24,8 +25,14 @@ class BadToken(Exception):
         self.reason: BadTokenReason = reason
 
 
+@lru_cache(maxsize=8)
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    """One per secret key: the dispatcher signs a link for every email it sends."""
+    return URLSafeTimedSerializer(secret, salt=UNSUBSCRIBE)
+
+
 def unsubscribe_token(secret: str, user_id: str) -> str:
-    return URLSafeTimedSerializer(secret, salt=UNSUBSCRIBE).dumps(user_id)
+    return _serializer(secret).dumps(user_id)
 
 
 def unsubscribe_url(public_url: str, secret: str, user_id: str) -> str:

@@ -5,10 +5,10 @@ share one ledger."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.sql import ColumnElement
 
 from engine.model import USER_FIELDS, Due, Status
@@ -21,6 +21,56 @@ CLAIMABLE = (Status.PENDING.value, Status.RETRYING.value)
 IN_HAND = (Status.CLAIMED.value, Status.SENDING.value)  # a dispatcher owns the row
 
 
+@dataclass(frozen=True)
+class Finish:
+    """A claimed row's outcome, to be written: its status, stamped `at` (when the send
+    ended), the reason and the server's reply, and for a retry when to try again."""
+
+    delivery_id: int
+    status: Status
+    at: datetime
+    reason: str | None = None
+    reply: str | None = None
+    send_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One SMTP session's step in the ledger: the outcomes it has not written yet, and the
+    row it sends next (`start`, handed over at `at`), if any."""
+
+    finishes: tuple[Finish, ...] = ()
+    start: int | None = None
+    at: datetime = datetime.min
+
+
+# Built once: building an UPDATE (its values coerced) cost more than running it on SQLite,
+# and these run once per email. The compiled form is cached by SQLAlchemy either way.
+_START = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("s_id"), deliveries.c.status == Status.CLAIMED.value)
+    .values(status=Status.SENDING.value, updated_at=bindparam("s_at"))
+)
+# Only a row still `claimed` (a render failure) or `sending` changes, so that a claim given
+# up as `unknown` stays so; `sent_at` and `send_at` keep their values unless given.
+_FINISH = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("f_id"), deliveries.c.status.in_(IN_HAND))
+    .values(
+        status=bindparam("f_status"),
+        reason=bindparam("f_reason"),
+        reply=bindparam("f_reply"),
+        updated_at=bindparam("f_at"),
+        sent_at=func.coalesce(
+            bindparam("f_sent_at", type_=deliveries.c.sent_at.type), deliveries.c.sent_at
+        ),
+        send_at=func.coalesce(
+            bindparam("f_send_at", type_=deliveries.c.send_at.type), deliveries.c.send_at
+        ),
+    )
+)
+
+
 class Outbox:
     """The dispatcher's view of the database."""
 
@@ -31,8 +81,8 @@ class Outbox:
         """Move due `pending`/`retrying` rows to `claimed` and return them. The conditional
         update (and, on PostgreSQL, SKIP LOCKED) lets several dispatchers share the ledger.
         Each row then goes `sending` on its own, just before it is handed to the server
-        (`start_sending`), so a crash leaves in doubt the one message in flight, not the
-        whole batch."""
+        (`advance`, or `start_sending`), so a crash leaves in doubt the message each SMTP
+        session has in flight, not the whole batch."""
         due = (
             select(deliveries.c.id)
             .where(deliveries.c.status.in_(CLAIMABLE), deliveries.c.send_at <= now)
@@ -63,12 +113,22 @@ class Outbox:
         """`claimed` -> `sending`, just before the message goes to the server. False when the
         claim is no longer ours (it expired and went back to the queue): do not send."""
         with writing(self.db) as connection:
-            result = connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.status == Status.CLAIMED.value)
-                .values(status=Status.SENDING.value, updated_at=now)
-            )
-        return bool(result.rowcount == 1)
+            return _start(connection, delivery_id, now)
+
+    def advance(self, steps: Sequence[Step]) -> list[bool]:
+        """One transaction for the steps of one or more SMTP sessions: each writes the
+        outcomes of the message its session sent last and moves the next one to `sending`.
+        Until then the last message stays `sending`, in doubt, so a crash never leaves more
+        than one message in doubt per session; and sessions whose steps meet share a commit.
+        For each step, whether its `start` is ours to send (False as `start_sending` says;
+        True without one)."""
+        with writing(self.db) as connection:
+            started = []
+            for step in steps:
+                for finish in step.finishes:
+                    _finish(connection, finish)
+                started.append(step.start is None or _start(connection, step.start, step.at))
+            return started
 
     def release_claims(self, ids: Sequence[int], now: datetime) -> int:
         """Hand claimed rows that were never sent back to the queue (a dispatcher stopping
@@ -151,22 +211,9 @@ class Outbox:
         """Finish a claimed row (or schedule its retry at `send_at`); only a row still
         `claimed` (a render failure) or `sending` changes, so a claim that was given up as
         `unknown` stays that way."""
-        values: dict[str, Any] = {
-            "status": status.value,
-            "reason": reason,
-            "reply": reply,
-            "updated_at": now,
-        }
-        if status is Status.SENT:
-            values["sent_at"] = now
-        if send_at is not None:
-            values["send_at"] = send_at
+        finish = Finish(delivery_id, status, now, reason, reply, send_at)
         with writing(self.db) as connection:
-            connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(IN_HAND))
-                .values(**values)
-            )
+            _finish(connection, finish)
 
     def expire_stale_claims(self, now: datetime, lease: timedelta, *, resend: bool) -> int:
         """Rows left `sending` longer than `lease` belong to a dispatcher that died: the
@@ -184,3 +231,23 @@ class Outbox:
                 .values(status=status.value, reason=reason, updated_at=now)
             )
         return int(result.rowcount)
+
+
+def _start(connection: Connection, delivery_id: int, now: datetime) -> bool:
+    result = connection.execute(_START, {"s_id": delivery_id, "s_at": now})
+    return bool(result.rowcount == 1)
+
+
+def _finish(connection: Connection, finish: Finish) -> None:
+    connection.execute(
+        _FINISH,
+        {
+            "f_id": finish.delivery_id,
+            "f_status": finish.status.value,
+            "f_reason": finish.reason,
+            "f_reply": finish.reply,
+            "f_at": finish.at,
+            "f_sent_at": finish.at if finish.status is Status.SENT else None,
+            "f_send_at": finish.send_at,
+        },
+    )

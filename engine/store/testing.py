@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from engine.model import USER_FIELDS, Due, Status
-from engine.store.outbox import CLAIMABLE, IN_HAND
+from engine.store.outbox import CLAIMABLE, IN_HAND, Step
 
 Part = TypeVar("Part")
 Around = Callable[..., Any]  # (real method, *args, **kwargs) -> result
@@ -156,6 +156,21 @@ class MemoryOutbox:
         row.status = Status.SENDING
         row.updated_at = now
         return True
+
+    def advance(self, steps: Sequence[Step]) -> list[bool]:
+        started = []
+        for step in steps:
+            for finish in step.finishes:
+                self.mark(
+                    finish.delivery_id,
+                    finish.status,
+                    finish.at,
+                    reason=finish.reason,
+                    reply=finish.reply,
+                    send_at=finish.send_at,
+                )
+            started.append(step.start is None or self.start_sending(step.start, step.at))
+        return started
 
     def release_claims(self, ids: Sequence[int], now: datetime) -> int:
         wanted = set(ids)

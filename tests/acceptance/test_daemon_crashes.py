@@ -29,6 +29,9 @@ from tests.smtp_server import SmtpServer
 USERS = 12
 HOLD = 120.0  # seconds the SMTP server holds a reply: longer than any test waits
 LEASE = {"LIFECYCLE_MAIL__RETRY__SENDING_LEASE": "2s"}  # the next daemon judges it quickly
+# One SMTP session: these tests count the one message in flight (several sessions, one in
+# doubt each: tests/acceptance/test_daemon_crashes_sessions.py).
+ONE_SESSION = {"LIFECYCLE_MAIL__SMTP__SESSIONS": "1"}
 
 
 def settle_with_a_new_daemon(project: Project) -> str:
@@ -64,7 +67,7 @@ def test_kill_9_after_the_claim_reports_the_one_message_in_doubt(
 ) -> None:
     project = due_project(tmp_path, "sqlite:///lifecycle.db", smtp_server.port, USERS)
     smtp_server.hold_mail(HOLD)  # the dispatcher has claimed, connected and named a sender
-    daemon = start(project)
+    daemon = start(project, **ONE_SESSION)
     try:
         daemon.wait_for(lambda: smtp_server.mail_commands >= 1, "a conversation", WAIT)
         assert statuses(project)["sending"] == 1  # the rest of the batch is only claimed
@@ -87,7 +90,7 @@ def test_kill_9_after_the_server_accepted_delivers_it_once(
 ) -> None:
     project = due_project(tmp_path, "sqlite:///lifecycle.db", smtp_server.port, USERS)
     smtp_server.hold_after_accept(HOLD)  # the server has it; the daemon waits for the 250
-    daemon = start(project)
+    daemon = start(project, **ONE_SESSION)
     try:
         daemon.wait_for(lambda: len(smtp_server.messages) == 1, "an accepted message", WAIT)
         kill(daemon)
@@ -128,7 +131,7 @@ def test_sigterm_mid_dispatch_finishes_the_send_in_flight_and_exits_0(
 def test_a_second_signal_exits_at_once(tmp_path: Path, smtp_server: SmtpServer) -> None:
     project = due_project(tmp_path, "sqlite:///lifecycle.db", smtp_server.port, USERS)
     smtp_server.hold_after_accept(HOLD)
-    daemon = start(project, LIFECYCLE_SCHEDULER__SHUTDOWN_GRACE="5m")
+    daemon = start(project, LIFECYCLE_SCHEDULER__SHUTDOWN_GRACE="5m", **ONE_SESSION)
     try:
         daemon.wait_for(lambda: len(smtp_server.messages) == 1, "a send in flight", WAIT)
         daemon.signal(signal.SIGTERM)
@@ -149,7 +152,7 @@ def test_the_grace_period_bounds_the_wait_for_a_hung_send(
 ) -> None:
     project = due_project(tmp_path, "sqlite:///lifecycle.db", smtp_server.port, USERS)
     smtp_server.hold_after_accept(HOLD)
-    daemon = start(project, LIFECYCLE_SCHEDULER__SHUTDOWN_GRACE="2s")
+    daemon = start(project, LIFECYCLE_SCHEDULER__SHUTDOWN_GRACE="2s", **ONE_SESSION)
     try:
         daemon.wait_for(lambda: len(smtp_server.messages) == 1, "a send in flight", WAIT)
         started = time.monotonic()
