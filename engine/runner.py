@@ -29,6 +29,7 @@ from engine.model import Status
 from engine.rules.language import Rule, RuleSet
 from engine.sql.candidates import candidates as candidates_query
 from engine.sql.ledger import Settings, fits_in_sql, flags_select, in_python, ledger_insert
+from engine.sql.touched import Watermark
 from engine.store import Store
 from engine.store.ledger import Ledger
 from engine.store.marks import Mark
@@ -264,13 +265,13 @@ class Runner:
         rules = self._selected(rule_ids)
         # Read before any rule is evaluated: what is ingested meanwhile is read again next time.
         watermark = self.store.marks.watermark()
-        marks = {} if full or not self.incremental else self.store.marks.read(r.id for r in rules)
+        scopes = {} if full or not self.incremental else self._scopes(rules, now, watermark)
         evaluated: dict[str, Mark] = {}
         for rule in rules:
             if should_stop():
                 break
             try:
-                scope = self._scope(rule, now, marks.get(rule.id))
+                scope = scopes.get(rule.id)
                 report.evaluations[_mode(scope)] += 1
                 if scope is None or scope:
                     self._evaluate(rule, now, cap, report, scope)
@@ -316,14 +317,27 @@ class Runner:
         """Drop the change log every enabled rule's mark has read (the daemon, after a tick)."""
         return self.store.marks.prune(rule.id for rule in self.rules.enabled)
 
-    def _scope(self, rule: Rule, now: datetime, mark: Mark | None) -> list[str] | None:
-        """The users to evaluate `rule` for at `now`, or None for all of them: a rule with no
-        mark, a changed definition, a clock that went back, or too many touched users to list
-        (a full pass is then the cheaper plan)."""
-        if mark is None or mark.fingerprint != self._fingerprint(rule) or now < mark.evaluated_at:
-            return None
-        touched = self.store.marks.touched(rule, mark, now)
-        return None if len(touched) > FULL_ABOVE else touched
+    def _scopes(
+        self, rules: Sequence[Rule], now: datetime, current: Watermark
+    ) -> dict[str, list[str]]:
+        """Per rule, the users to evaluate it for at `now`; a rule left out is evaluated for
+        all of them: no mark, a changed definition, a clock behind its mark, or too many
+        touched users to list (a full pass is then the cheaper plan)."""
+        marks = self.store.marks.read(rule.id for rule in rules)
+        marked = [
+            (rule, mark)
+            for rule in rules
+            if (mark := marks.get(rule.id)) is not None
+            and mark.fingerprint == self._fingerprint(rule)
+            and now >= mark.evaluated_at
+        ]
+        try:
+            touched = self.store.marks.touched(marked, now, current)
+        except Exception:
+            # Evaluated in full instead: slower, never wrong.
+            log.exception("finding the users touched since the last tick failed")
+            return {}
+        return {rule_id: ids for rule_id, ids in touched.items() if len(ids) <= FULL_ABOVE}
 
     def _evaluate(
         self,
