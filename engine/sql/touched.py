@@ -6,9 +6,9 @@ if something it reads changed in between. What it reads is the user's row, the a
 and members, the user's (or members') events, its own ledger rows, and time. So the touched
 users are:
 
-- those with something ingested since (`events` past the mark's event id, `changes` past its
-  change seq): by ingestion order, never by event time, so a late event with an old timestamp
-  is found; limited to the event names the rule reads;
+- those with something ingested since (`events` and `changes` between the mark's id and seq
+  and this tick's watermark): by ingestion order, never by event time, so a late event with
+  an old timestamp is found; new events only of the names the rule reads;
 - those whose anchor time entered the window `(since - after, now - after]`;
 - those with events of the names it reads dated in `(since, now]`: ingested before, dated
   ahead (every event of a replay), they come into view as time passes;
@@ -20,7 +20,7 @@ users are:
   all of its members.
 
 Anything else (the expiry bound, other rules' rows, suppressions) can only stop a firing or
-changes its status, which the first evaluation of the firing decides."""
+change its status, which the first evaluation of the firing decides."""
 
 from __future__ import annotations
 
