@@ -70,8 +70,8 @@ def newest_event_id(engine: Engine) -> int:
 
 def reset_ledger(engine: Engine) -> None:
     """Delete every ledger row (guide flags first: they reference deliveries), and incremental
-    evaluation's marks and change log. PostgreSQL also VACUUMs both ledger tables, so that
-    each repeat starts without dead rows to skip."""
+    evaluation's marks and change log. PostgreSQL also VACUUMs them, so that each repeat
+    starts without dead rows to skip (a bulk load leaves a change-log row per user)."""
     with engine.begin() as connection:
         connection.execute(guide_flags.delete())
         connection.execute(deliveries.delete())
@@ -81,7 +81,7 @@ def reset_ledger(engine: Engine) -> None:
         connection.execute(changes.delete())
     if engine.dialect.name == "postgresql":
         with _autocommit(engine) as connection:
-            connection.exec_driver_sql("VACUUM guide_flags, deliveries")
+            connection.exec_driver_sql("VACUUM guide_flags, deliveries, changes, evaluation_marks")
 
 
 @contextmanager
