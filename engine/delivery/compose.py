@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from engine.config import Config
 from engine.decide.firing import Planned, anchor_name
-from engine.delivery.mail import Envelope
+from engine.delivery.envelope import Envelope
 from engine.delivery.render import RenderedEmail, Renderer, email_context
 from engine.delivery.tokens import unsubscribe_url
 from engine.rules.language import Rule

@@ -8,8 +8,6 @@ import re
 import sys
 import tempfile
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import datetime
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -17,6 +15,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Protocol, TextIO, runtime_checkable
 
+from engine.delivery.envelope import Envelope
 from engine.delivery.wire import plain_message
 
 
@@ -85,20 +84,6 @@ class _HeaderClasses(HeaderRegistry):
 # Long header values (the unsubscribe URL) must stay verbatim, not become encoded-words:
 # mail clients parse List-Unsubscribe as a raw <url>. 998 is RFC 5322's hard line limit.
 POLICY = default_policy.clone(max_line_length=998, header_factory=_HeaderClasses())
-
-
-@dataclass(frozen=True)
-class Envelope:
-    sender: str
-    to: str
-    subject: str
-    text: str
-    html: str
-    message_id: str
-    date: datetime
-    reply_to: str | None = None
-    unsubscribe_url: str | None = None
-    unsubscribe_mailto: str | None = None
 
 
 def build_message(envelope: Envelope) -> EmailMessage:

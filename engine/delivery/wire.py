@@ -16,10 +16,9 @@ import sys
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from engine.delivery.mail import Envelope
+from engine.delivery.envelope import Envelope
 
 MAX_LINE = 998  # RFC 5322's hard limit, and the policy's max_line_length: no folding below
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from engine.config import SmtpConfig
+from engine.delivery.envelope import Envelope
 from engine.delivery.mail import (
     POLICY,
-    Envelope,
     PermanentSendError,
     TransientSendError,
     TransportSetupError,

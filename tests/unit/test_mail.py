@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from engine.delivery import mail
-from engine.delivery.mail import ConsoleTransport, Envelope, FileOutbox, build_message
+from engine.delivery.envelope import Envelope
+from engine.delivery.mail import ConsoleTransport, FileOutbox, build_message
 from engine.delivery.testing import RecordingTransport
 
 DATE = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

@@ -13,7 +13,8 @@ from io import BytesIO
 
 import pytest
 
-from engine.delivery.mail import POLICY, Envelope, build_message, package_message
+from engine.delivery.envelope import Envelope
+from engine.delivery.mail import POLICY, build_message, package_message
 from engine.delivery.smtp import _envelope, serialize
 from engine.delivery.wire import WireMessage, plain_message
 
