@@ -332,7 +332,7 @@ class Runner:
             and now >= mark.evaluated_at
         ]
         try:
-            touched = self.store.marks.touched(marked, now, current)
+            touched = self.store.marks.touched(marked, now, current, FULL_ABOVE)
         except Exception:
             # Evaluated in full instead: slower, never wrong.
             log.exception("finding the users touched since the last tick failed")

@@ -86,13 +86,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 @contextmanager
-def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A migrated, empty store on `kind` ("sqlite" or "postgresql"), for store fixtures."""
+def open_store(
+    kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    *,
+    name: str = "lifecycle.db",
+    database: str = "pg_database",
+) -> Iterator[Store]:
+    """A migrated, empty store on `kind` ("sqlite" or "postgresql"), for store fixtures: the
+    SQLite file `name`, or the PostgreSQL database of the fixture `database`."""
     if kind == "sqlite":
-        engine = connect(f"sqlite:///{tmp_path / 'lifecycle.db'}")
+        engine = connect(f"sqlite:///{tmp_path / name}")
         migrate(engine)
     else:
-        engine = connect(request.getfixturevalue("pg_database"))
+        engine = connect(request.getfixturevalue(database))
         _truncate(engine)
     try:
         yield Store(engine)

@@ -69,17 +69,21 @@ def touched(rule: Rule) -> Select[Any]:
     parts += [_left_within(index, item) for index, item in _windowed(rule)]
     found = union(*parts).subquery("found")
     if not rule.uses_account:
-        return select(found.c.user_id).where(found.c.user_id.is_not(None))
-    return _with_members(found)
+        users_found = select(found.c.user_id).where(found.c.user_id.is_not(None))
+    else:
+        users_found = _with_members(found)
+    # `most` + 1 at most: beyond `most`, the caller evaluates in full and needs no list.
+    return users_found.limit(bindparam("most", type_=BigInteger()))
 
 
 def touched_params(
-    rule: Rule, since: datetime, now: datetime, mark: Watermark, current: Watermark
+    rule: Rule, since: datetime, now: datetime, mark: Watermark, current: Watermark, most: int
 ) -> dict[str, Any]:
     """The values of `touched(rule)`'s parameters for a tick at `now` (ingestion read up to
-    `current`) after one at `since` (up to `mark`)."""
+    `current`) after one at `since` (up to `mark`), finding no more than `most` + 1 users."""
     earliest, latest = window(rule, now)
     params: dict[str, Any] = {
+        "most": most + 1,
         "change_seq": mark.change_seq,
         "event_id": mark.event_id,
         "change_seq_now": current.change_seq,

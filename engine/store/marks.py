@@ -73,18 +73,19 @@ class Marks:
         }
 
     def touched(
-        self, marked: Sequence[tuple[Rule, Mark]], now: datetime, current: Watermark
+        self, marked: Sequence[tuple[Rule, Mark]], now: datetime, current: Watermark, most: int
     ) -> dict[str, list[str]]:
         """Per rule, the users it must be evaluated for at `now` (ingestion read up to
-        `current`) since its mark: every rule's probes over one connection, a few index
-        reads each (a checkout per rule cost PostgreSQL three round trips)."""
+        `current`) since its mark, `most` + 1 of them at most: every rule's probes over one
+        connection, a few index reads each (a checkout per rule cost PostgreSQL three round
+        trips)."""
         found = {}
         with self.db.connect() as connection:
             for rule, mark in marked:
                 statement = self._statements.get(rule.fingerprint)
                 if statement is None:
                     statement = self._statements[rule.fingerprint] = touched(rule)
-                params = touched_params(rule, mark.evaluated_at, now, mark.watermark, current)
+                params = touched_params(rule, mark.evaluated_at, now, mark.watermark, current, most)
                 found[rule.id] = list(connection.execute(statement, params).scalars())
         return found
 
@@ -116,14 +117,11 @@ class Marks:
                 rows,
             )
 
-    def forget(self, rule_ids: Sequence[str] | None = None) -> None:
-        """Drop the marks of these rules (all of them by default): their next evaluations
-        are full ones (`tick --full`, a reset)."""
-        statement = delete(evaluation_marks)
-        if rule_ids is not None:
-            statement = statement.where(evaluation_marks.c.rule_id.in_(list(rule_ids)))
+    def forget(self) -> None:
+        """Drop every mark: each rule's next evaluation is a full one (a replay's sandbox,
+        whose ledger is not the one the marks were made over)."""
         with writing(self.db) as connection:
-            connection.execute(statement)
+            connection.execute(delete(evaluation_marks))
 
     def prune(self, kept: Iterable[str]) -> int:
         """Drop the marks of rules not in `kept` (removed or disabled: their next evaluation,

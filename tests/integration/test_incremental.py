@@ -27,8 +27,8 @@ from engine.rules.language import RuleSet, load_rules
 from engine.runner import Runner
 from engine.sql.schema import deliveries, events
 from engine.sql.touched import Watermark
-from engine.store import AccountUpsert, Alias, EventRecord, Store, UserUpsert, connect, migrate
-from tests.conftest import _truncate
+from engine.store import AccountUpsert, Alias, EventRecord, Store, UserUpsert, connect
+from tests.conftest import _truncate, open_store
 from tests.integration import replay_kit, replay_kit_v2
 from tests.integration.replay_kit import T0, make_runner, write_pack
 
@@ -215,16 +215,10 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def twin(store: Store, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A second store on the same kind of database as `store`, for the full-evaluation oracle."""
-    if store.dialect == "sqlite":
-        engine = connect(f"sqlite:///{tmp_path / 'twin.db'}")
-        migrate(engine)
-    else:
-        engine = connect(request.getfixturevalue("pg_twin_database"))
-        _truncate(engine)
-    try:
-        yield Store(engine)
-    finally:
-        engine.dispose()
+    with open_store(
+        store.dialect, request, tmp_path, name="twin.db", database="pg_twin_database"
+    ) as second:
+        yield second
 
 
 def _check(stores: tuple[Store, Store], project: Path, steps: list[tuple[Any, ...]]) -> None:
