@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import Any
 
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Select
 
 from engine.clock import Clock
 from engine.config import Config
@@ -28,7 +29,9 @@ from engine.errors import TemplateError
 from engine.model import Status
 from engine.rules.language import Rule, RuleSet
 from engine.sql.candidates import candidates as candidates_query
-from engine.sql.ledger import Settings, fits_in_sql, flags_select, in_python, ledger_insert
+from engine.sql.candidates import scope_kind
+from engine.sql.ledger import Settings, flags_select
+from engine.sql.prepared import RuleStatements, prepare
 from engine.sql.touched import Watermark
 from engine.store import Store
 from engine.store.ledger import Ledger
@@ -104,6 +107,8 @@ class Runner:
         # rule's whole window, as the tests' oracle does.
         self.incremental = incremental
         self._fingerprints: dict[int, tuple[Rule, str]] = {}
+        # Per (rule, kind of scope): the rule object and settings they were built for.
+        self._statements: dict[tuple[str, str], tuple[Rule, Settings, RuleStatements]] = {}
         self.composer = Composer(renderer, config, store.directory)
         self.dispatcher = Dispatcher(
             outbox=store.outbox,
@@ -135,6 +140,7 @@ class Runner:
         self._rules = rules
         self.dispatcher.rules = rules
         self._fingerprints.clear()  # the old rules' objects go with them
+        self._statements.clear()
 
     @property
     def renderer(self) -> Renderer:
@@ -203,13 +209,13 @@ class Runner:
         *,
         user_ids: Sequence[str] | None = None,
         ordered: bool = False,
-        where: Sequence[ColumnElement[bool]] = (),
-        scope: Sequence[str] | None = None,
+        query: Select[Any] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> Iterator[list[Planned]]:
-        query = candidates_query(
-            rule, now, user_ids=user_ids, ordered=ordered, where=where, scope=scope
-        )
-        batches = self.store.ledger.candidates(query)
+        """`query` (with `params`) instead of the candidates at `now`: the tick's own."""
+        if query is None:
+            query = candidates_query(rule, now, user_ids=user_ids, ordered=ordered)
+        batches = self.store.ledger.candidates(query, params)
         for batch in batches:
             yield cap.apply(rule, [self._decide(rule, c, now) for c in batch])
 
@@ -355,23 +361,32 @@ class Runner:
         # Earlier rules' emails are in the ledger now, where the cap reads them afresh: it
         # never saw those written in SQL.
         cap.forget()
-        rest: tuple[ColumnElement[bool], ...] = ()
         settings = _settings(self.config, self.domain)
-        if self.set_based and fits_in_sql(rule):
-            python = in_python(rule, settings, now)
-            in_sql = () if python is None else (~python,)
-            rows = ledger_insert(rule, now, settings, in_sql, scope)
+        statements = self._prepared(rule, settings, now, scope)
+        params = statements.params(now, scope)
+        if statements.rows is not None:
             flags = partial(flags_select, rule, now, settings) if rule.send.guide else None
-            decided = self.store.ledger.record_decided(rows, flags)
+            decided = self.store.ledger.record_decided(statements.rows, flags, params)
             report.count(rule.id, decided.statuses, decided.guide_flags, self.metrics)
-            if python is None:
-                return
-            rest = (python,)
-        for planned in self._plan_rule(rule, now, cap, where=rest, scope=scope):
+        if statements.rest is None:
+            return
+        for planned in self._plan_rule(rule, now, cap, query=statements.rest, params=params):
             written = self.store.ledger.record(planned, now)
             statuses = Counter(p.status.value for p in written)
             guides = sum(1 for p in written if p.sets_guide)
             report.count(rule.id, statuses, guides, self.metrics)
+
+    def _prepared(
+        self, rule: Rule, settings: Settings, now: datetime, scope: Sequence[str] | None
+    ) -> RuleStatements:
+        """The rule's tick statements, built at the first tick that needs them and run with
+        parameters at every later one (`engine.sql.prepared`)."""
+        key = (rule.id, scope_kind(scope))
+        kept = self._statements.get(key)
+        if kept is None or kept[0] is not rule or kept[1] != settings:
+            statements = prepare(rule, settings, now, scope, set_based=self.set_based)
+            kept = self._statements[key] = (rule, settings, statements)
+        return kept[2]
 
 
 def _mode(scope: Sequence[str] | None) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    bindparam,
     case,
     cast,
     exists,
@@ -41,6 +42,7 @@ from engine.rules.reference import KEY_MAX
 from engine.sql.conditions import sql_condition
 from engine.sql.dialect import NameIn
 from engine.sql.json_values import JsonBool, JsonKey, JsonNumber, JsonPresent, JsonText
+from engine.sql.moments import Moments, moments
 from engine.sql.schema import accounts, deliveries, events, suppressions, users
 
 USER_COLUMNS = (
@@ -97,11 +99,17 @@ def window(rule: Rule, now: datetime) -> tuple[datetime, datetime]:
     return latest - rule.expires, latest
 
 
-def compile_rule(rule: Rule, now: datetime, scope: Sequence[str] | None = None) -> Compiled:
+def compile_rule(
+    rule: Rule, now: datetime | Moments, scope: Sequence[str] | None = None
+) -> Compiled:
     """The rule's anchor and its named conditions at `now`, in the order people read them;
     only for the users in `scope`, when given (incremental evaluation's touched users: it
-    holds whole accounts, so an account rule still ranks every member of each)."""
-    earliest, latest = window(rule, now)
+    holds whole accounts, so an account rule still ranks every member of each). Every time
+    is a parameter of `now` (`engine.sql.moments`), the scope the parameter `scope`: the
+    statement runs again at another `now`, for other users, with other parameters."""
+    at = moments(now)
+    latest = at.at(-rule.when.after)
+    earliest = at.at(-rule.when.after - rule.expires)
     anchor: FromClause | None = None
     match: tuple[ColumnElement[bool], ...] = ()
     if rule.when.anchored_on_signup:
@@ -115,21 +123,21 @@ def compile_rule(rule: Rule, now: datetime, scope: Sequence[str] | None = None) 
         anchor = events.alias("anchor")
         anchor_at = anchor.c.occurred_at
         present = anchor.c.id.is_not(None)
-        match = _anchor_match(rule, anchor, now)
+        match = _anchor_match(rule, anchor, at)
     if scope is not None:
         # On the anchor's user id for an event anchor: its (user_id, name, occurred_at) index
         # then drives from the few users in scope.
         who = users.c.id if anchor is None else anchor.c.user_id
         match = (ids_in(who, scope), *match)
     subject = subject_of(rule)
-    occurrence = _occurrence(rule, anchor, subject, now)
+    occurrence = _occurrence(rule, anchor, subject)
     conditions: list[Condition] = [
         *_audience(rule),
         ("anchor", present),
         ("after", anchor_at <= latest),
         ("expires", anchor_at >= earliest),
-        *_done(rule, anchor_at, now),
-        ("not_delivered", ~_delivered(rule, subject, occurrence, now)),
+        *_done(rule, anchor_at, at),
+        ("not_delivered", ~_delivered(rule, subject, occurrence, at)),
     ]
     return Compiled(
         anchor,
@@ -146,12 +154,20 @@ def compile_rule(rule: Rule, now: datetime, scope: Sequence[str] | None = None) 
 # looks them up by key, where a one-parameter list (`NameIn`, for longer ones) looks to it
 # like a table of unknown size, and it scans the rule's window instead.
 LISTED_IDS = 1000
+# The parameter that holds a scope's ids.
+SCOPE = "scope"
 
 
 def ids_in(column: ColumnElement[Any], ids: Sequence[str]) -> ColumnElement[bool]:
+    """`column IN scope`, the ids bound as the parameter `scope`."""
     if len(ids) <= LISTED_IDS:
-        return column.in_(list(ids))
-    return NameIn(column, ids, negated=False)
+        return column.in_(bindparam(SCOPE, list(ids), expanding=True))
+    return NameIn(column, ids, negated=False, key=SCOPE)
+
+
+def scope_kind(scope: Sequence[str] | None) -> str:
+    """Which statement a scope takes: none, a plain IN list, or one bound list."""
+    return "all" if scope is None else "listed" if len(scope) <= LISTED_IDS else "bound"
 
 
 def subject_of(rule: Rule) -> ColumnElement[Any]:
@@ -176,7 +192,9 @@ def account_created() -> ColumnElement[Any]:
     return case((users.c.account_id.is_(None), users.c.signed_up_at), else_=first)
 
 
-def _account_created_between(earliest: datetime, latest: datetime) -> ColumnElement[bool]:
+def _account_created_between(
+    earliest: ColumnElement[Any], latest: ColumnElement[Any]
+) -> ColumnElement[bool]:
     """Implied by the window on `account_created()`, but sargable: the account's first
     member signed up in the window, so some member did. Without it, the database computes
     every user's account creation (a subquery per user) to find the few in the window; with
@@ -193,7 +211,7 @@ def _account_created_between(earliest: datetime, latest: datetime) -> ColumnElem
     )
 
 
-def _anchor_match(rule: Rule, anchor: FromClause, now: datetime) -> tuple[ColumnElement[bool], ...]:
+def _anchor_match(rule: Rule, anchor: FromClause, at: Moments) -> tuple[ColumnElement[bool], ...]:
     """The clauses that pick the anchor events: the first (or last) matching event, per
     occurrence key where one names occurrences, or each one for `once_per: occurrence`."""
     when = rule.when
@@ -207,11 +225,11 @@ def _anchor_match(rule: Rule, anchor: FromClause, now: datetime) -> tuple[Column
         clauses += [value.is_not(None), func.length(value) <= KEY_MAX]
     each_event = rule.once_per == "occurrence" and key is None and when.occurrence == "first"
     if not each_event:
-        clauses.append(~_other_match(rule, anchor, now))
+        clauses.append(~_other_match(rule, anchor, at))
     return tuple(clauses)
 
 
-def _other_match(rule: Rule, anchor: FromClause, now: datetime) -> ColumnElement[bool]:
+def _other_match(rule: Rule, anchor: FromClause, at: Moments) -> ColumnElement[bool]:
     """Another matching event that comes before this one (`first`) or after it, up to `now`
     (`last`): then this one is not the anchor. With an occurrence key, only the events of
     the same occurrence compete."""
@@ -224,7 +242,7 @@ def _other_match(rule: Rule, anchor: FromClause, now: datetime) -> ColumnElement
         )
     else:
         beyond = and_(
-            other.c.occurred_at <= now,
+            other.c.occurred_at <= at.at(),
             or_(
                 other.c.occurred_at > anchor.c.occurred_at,
                 and_(other.c.occurred_at == anchor.c.occurred_at, other.c.id > anchor.c.id),
@@ -244,7 +262,7 @@ def _other_match(rule: Rule, anchor: FromClause, now: datetime) -> ColumnElement
 
 
 def _occurrence(
-    rule: Rule, anchor: FromClause | None, subject: ColumnElement[Any], now: datetime
+    rule: Rule, anchor: FromClause | None, subject: ColumnElement[Any]
 ) -> ColumnElement[Any]:
     """Which of the subject's firings this one is (the ledger's `occurrence`)."""
     if rule.once_per == "occurrence":
@@ -269,7 +287,7 @@ def _occurrence(
 
 def candidates(
     rule: Rule,
-    now: datetime,
+    now: datetime | Moments,
     *,
     user_ids: Sequence[str] | None = None,
     ordered: bool = False,
@@ -394,64 +412,64 @@ def properties_match(
     return and_(true(), *clauses)
 
 
-def _done(rule: Rule, anchor_at: ColumnElement[Any], now: datetime) -> list[Condition]:
+def _done(rule: Rule, anchor_at: ColumnElement[Any], at: Moments) -> list[Condition]:
     """The event conditions, named for `explain`: v1's bare names keep their v1 names."""
     when = rule.when
     clauses: list[Condition] = []
     plain = [item.event for item in when.not_done if item.plain]
     if plain:
-        clauses.append(("not_done", ~_seen(plain, anchor_at, now)))
+        clauses.append(("not_done", ~_seen(plain, anchor_at, at)))
     for index, item in enumerate(when.not_done):
         if not item.plain:
-            clauses.append((f"not_done[{index}]", ~_happened(item, anchor_at, now, False)))
+            clauses.append((f"not_done[{index}]", ~_happened(item, anchor_at, at, False)))
     for index, item in enumerate(when.done):
         name = f"done.{item.event}" if item.plain else f"done[{index}]"
-        clauses.append((name, _happened(item, anchor_at, now, False)))
+        clauses.append((name, _happened(item, anchor_at, at, False)))
     for index, item in enumerate(when.account_not_done):
-        clauses.append((f"account_not_done[{index}]", ~_happened(item, anchor_at, now, True)))
+        clauses.append((f"account_not_done[{index}]", ~_happened(item, anchor_at, at, True)))
     for index, item in enumerate(when.account_done):
-        clauses.append((f"account_done[{index}]", _happened(item, anchor_at, now, True)))
+        clauses.append((f"account_done[{index}]", _happened(item, anchor_at, at, True)))
     return clauses
 
 
 def _happened(
-    item: EventItem, anchor_at: ColumnElement[Any], now: datetime, account: bool
+    item: EventItem, anchor_at: ColumnElement[Any], at: Moments, account: bool
 ) -> ColumnElement[bool]:
     """Whether the item's events happened (as often as its count asks): the user's own, or
     (`account`) any member's of the user's account."""
     if item.count is None:
-        own: ColumnElement[Any] = exists().where(*item_events(item, events.alias(), anchor_at, now))
+        own: ColumnElement[Any] = exists().where(*item_events(item, events.alias(), anchor_at, at))
     else:
-        own = _count(item, anchor_at, now)
+        own = _count(item, anchor_at, at)
     value = own
     if account:
-        shared = _member_events(item, anchor_at, now)
+        shared = _member_events(item, anchor_at, at)
         value = case((users.c.account_id.is_(None), own), else_=shared)
     if item.count is None:
         return value
     return and_(true(), *(compare(value, bound) for bound, compare in item.count.bounds()))
 
 
-def _count(item: EventItem, anchor_at: ColumnElement[Any], now: datetime) -> ColumnElement[Any]:
+def _count(item: EventItem, anchor_at: ColumnElement[Any], at: Moments) -> ColumnElement[Any]:
     seen = events.alias()
     return (
         select(func.count())
         .select_from(seen)
-        .where(*item_events(item, seen, anchor_at, now))
+        .where(*item_events(item, seen, anchor_at, at))
         .correlate_except(seen)  # the user and the anchor: even nested in an EXISTS
         .scalar_subquery()
     )
 
 
 def _member_events(
-    item: EventItem, anchor_at: ColumnElement[Any], now: datetime
+    item: EventItem, anchor_at: ColumnElement[Any], at: Moments
 ) -> ColumnElement[Any]:
     """Whether (or, with a count, how often) the account's members did the item: member by
     member, each through the (user_id, name, occurred_at) index. A join of events to members
     let SQLite drive from the events of that name in the window, every user's: 2.8 s a tick
     at 20k users, for one rule."""
     seen, member = events.alias(), users.alias("member")
-    own = (seen.c.user_id == member.c.id, *item_window(item, seen, anchor_at, now))
+    own = (seen.c.user_id == member.c.id, *item_window(item, seen, anchor_at, at))
     members = select(member.c.id).where(member.c.account_id == users.c.account_id)
     if item.count is None:
         did = exists().where(*own).correlate_except(seen)
@@ -468,20 +486,20 @@ def _member_events(
 
 
 def item_events(
-    item: EventItem, seen: FromClause, anchor_at: ColumnElement[Any], now: datetime
+    item: EventItem, seen: FromClause, anchor_at: ColumnElement[Any], at: Moments
 ) -> list[ColumnElement[bool]]:
     """The user's events that a done/not_done item sees."""
-    return [seen.c.user_id == users.c.id, *item_window(item, seen, anchor_at, now)]
+    return [seen.c.user_id == users.c.id, *item_window(item, seen, anchor_at, at)]
 
 
 def item_window(
-    item: EventItem, seen: FromClause, anchor_at: ColumnElement[Any], now: datetime
+    item: EventItem, seen: FromClause, anchor_at: ColumnElement[Any], at: Moments
 ) -> list[ColumnElement[bool]]:
-    start: ColumnElement[Any] | datetime = anchor_at if item.within is None else now - item.within
+    start = anchor_at if item.within is None else at.at(-item.within)
     clauses = [
         seen.c.name == item.event,
         seen.c.occurred_at >= start,
-        seen.c.occurred_at <= now,
+        seen.c.occurred_at <= at.at(),
     ]
     if item.where:
         clauses.append(properties_match(seen.c.properties, item.where))
@@ -489,33 +507,31 @@ def item_window(
 
 
 def _seen_in(
-    seen: FromClause, names: Sequence[str], anchor_at: ColumnElement[Any], now: datetime
+    seen: FromClause, names: Sequence[str], anchor_at: ColumnElement[Any], at: Moments
 ) -> list[ColumnElement[bool]]:
     """The user's events named `names` in [anchor, now]: what v1's done / not_done look at."""
     return [
         seen.c.user_id == users.c.id,
         seen.c.name.in_(list(names)),
         seen.c.occurred_at >= anchor_at,
-        seen.c.occurred_at <= now,
+        seen.c.occurred_at <= at.at(),
     ]
 
 
-def _seen(
-    names: Sequence[str], anchor_at: ColumnElement[Any], now: datetime
-) -> ColumnElement[bool]:
+def _seen(names: Sequence[str], anchor_at: ColumnElement[Any], at: Moments) -> ColumnElement[bool]:
     seen = events.alias()
-    return exists().where(*_seen_in(seen, names, anchor_at, now))
+    return exists().where(*_seen_in(seen, names, anchor_at, at))
 
 
 def first_seen(
-    names: Sequence[str], anchor_at: ColumnElement[Any], now: datetime, column: str
+    names: Sequence[str], anchor_at: ColumnElement[Any], at: Moments, column: str
 ) -> ColumnElement[Any]:
     """`column` (`name` or `occurred_at`) of the earliest event `_seen` would find: explain
     names the event that made a condition fail, from the same window."""
     seen = events.alias()
     return (
         select(seen.c[column])
-        .where(*_seen_in(seen, names, anchor_at, now))
+        .where(*_seen_in(seen, names, anchor_at, at))
         .order_by(seen.c.occurred_at, seen.c.id)
         .limit(1)
         .scalar_subquery()
@@ -523,14 +539,14 @@ def first_seen(
 
 
 def _delivered(
-    rule: Rule, subject: ColumnElement[Any], occurrence: ColumnElement[Any], now: datetime
+    rule: Rule, subject: ColumnElement[Any], occurrence: ColumnElement[Any], at: Moments
 ) -> ColumnElement[bool]:
     """The subject's firing is in the ledger already: this occurrence, or (`repeat_after`)
     any firing within the last `repeat_after`."""
     mine = (deliveries.c.rule_id == rule.id, deliveries.c.subject == subject)
     if rule.repeat_after is None:
         return exists().where(*mine, deliveries.c.occurrence == occurrence)
-    return exists().where(*mine, deliveries.c.created_at > now - rule.repeat_after)
+    return exists().where(*mine, deliveries.c.created_at > at.at(-rule.repeat_after))
 
 
 def suppression() -> ColumnElement[Any]:

@@ -88,9 +88,16 @@ class NameIn(ColumnElement[bool]):
         ("negated", InternalTraversal.dp_plain_obj),
     ]
 
-    def __init__(self, column: ColumnElement[Any], names: Sequence[str], *, negated: bool) -> None:
+    def __init__(
+        self,
+        column: ColumnElement[Any],
+        names: Sequence[str],
+        *,
+        negated: bool,
+        key: str | None = None,
+    ) -> None:
         self.column = column
-        self.names = bindparam(None, tuple(names), type_=_NameList())
+        self.names = bindparam(key, tuple(names), type_=_NameList())
         self.negated = negated
         self.type: TypeEngine[Any] = Boolean()
 
@@ -130,9 +137,9 @@ class ZoneTime(ColumnElement[Any]):
         ("times", InternalTraversal.dp_clauseelement),
     ]
 
-    def __init__(self, timezone: ColumnElement[Any], times: str) -> None:
+    def __init__(self, timezone: ColumnElement[Any], times: ColumnElement[str]) -> None:
         self.timezone = timezone
-        self.times = bindparam(None, times, type_=String())
+        self.times = times
         self.type: TypeEngine[Any] = deliveries.c.send_at.type
 
 

@@ -22,6 +22,7 @@ from engine.sql.candidates import (
     ranked_members,
     suppression,
 )
+from engine.sql.moments import Moments
 from engine.sql.schema import deliveries, events, users
 
 # The v2 event conditions, by the prefix of their compiled names.
@@ -33,7 +34,8 @@ def explain_query(rule: Rule, user_id: str, now: datetime) -> Select[Any]:
     joined on the clauses that pick it, and every condition is a 1/0 column `check_<i>`.
     Where several anchors match (one per occurrence), the one closest to firing comes first:
     the most conditions holding, then the latest."""
-    compiled = compile_rule(rule, now)
+    at = Moments(now)
+    compiled = compile_rule(rule, at)
     source: FromClause = users
     if compiled.anchor is not None:
         on = and_(compiled.anchor.c.user_id == users.c.id, *compiled.anchor_match)
@@ -48,7 +50,7 @@ def explain_query(rule: Rule, user_id: str, now: datetime) -> Select[Any]:
             account_traits().label("account_traits"),
             suppression().label("suppression_reason"),
             *checks,
-            *_evidence(rule, compiled, now),
+            *_evidence(rule, compiled, at),
         )
         .select_from(source)
         .where(users.c.id == user_id)
@@ -61,23 +63,23 @@ def explain_query(rule: Rule, user_id: str, now: datetime) -> Select[Any]:
     return statement
 
 
-def _evidence(rule: Rule, compiled: Compiled, now: datetime) -> list[ColumnElement[Any]]:
+def _evidence(rule: Rule, compiled: Compiled, at: Moments) -> list[ColumnElement[Any]]:
     """What a failed condition points at: the offending event, the ledger row."""
     anchor_at = compiled.anchor_at
     columns = [_ledger(rule, compiled, c) for c in ("created_at", "status", "reason", "user_id")]
     columns.append(_fired_before(rule, compiled).label("delivered_count"))
     names = [item.event for item in rule.when.not_done if item.plain]
     if names:
-        columns.append(first_seen(names, anchor_at, now, "name").label("not_done_name"))
-        columns.append(first_seen(names, anchor_at, now, "occurred_at").label("not_done_at"))
+        columns.append(first_seen(names, anchor_at, at, "name").label("not_done_name"))
+        columns.append(first_seen(names, anchor_at, at, "occurred_at").label("not_done_at"))
     for index, item in enumerate(rule.when.done):
         if item.plain:
-            seen = first_seen([item.event], anchor_at, now, "occurred_at")
+            seen = first_seen([item.event], anchor_at, at, "occurred_at")
             columns.append(seen.label(f"done_{index}"))
     for kind in ITEM_KINDS:
         for index, item in enumerate(getattr(rule.when, kind)):
             if kind.startswith("account_") or not item.plain:
-                columns += _item_evidence(item, f"{kind}_{index}", anchor_at, now, kind)
+                columns += _item_evidence(item, f"{kind}_{index}", anchor_at, at, kind)
     if compiled.one_per_account:
         columns.append(_chosen(compiled).label("chosen_member"))
     if rule.when.anchor_event is not None:
@@ -92,30 +94,30 @@ def _evidence(rule: Rule, compiled: Compiled, now: datetime) -> list[ColumnEleme
 
 
 def _item_evidence(
-    item: EventItem, label: str, anchor_at: ColumnElement[Any], now: datetime, kind: str
+    item: EventItem, label: str, anchor_at: ColumnElement[Any], at: Moments, kind: str
 ) -> list[ColumnElement[Any]]:
     """How many of the item's events the window holds, and the first one (when, whose)."""
     shared = kind.startswith("account_")
     return [
-        _seen(item, anchor_at, now, shared, lambda seen: func.count()).label(f"{label}_count"),
-        _first(item, anchor_at, now, shared, "occurred_at").label(f"{label}_at"),
-        _first(item, anchor_at, now, shared, "user_id").label(f"{label}_by"),
+        _seen(item, anchor_at, at, shared, lambda seen: func.count()).label(f"{label}_count"),
+        _first(item, anchor_at, at, shared, "occurred_at").label(f"{label}_at"),
+        _first(item, anchor_at, at, shared, "user_id").label(f"{label}_by"),
     ]
 
 
 def _first(
-    item: EventItem, anchor_at: ColumnElement[Any], now: datetime, shared: bool, column: str
+    item: EventItem, anchor_at: ColumnElement[Any], at: Moments, shared: bool, column: str
 ) -> ColumnElement[Any]:
     def earliest(seen: FromClause) -> ColumnElement[Any]:
         return seen.c[column]
 
-    return _seen(item, anchor_at, now, shared, earliest, ordered=True)
+    return _seen(item, anchor_at, at, shared, earliest, ordered=True)
 
 
 def _seen(
     item: EventItem,
     anchor_at: ColumnElement[Any],
-    now: datetime,
+    at: Moments,
     shared: bool,
     head: Any,
     *,
@@ -133,7 +135,7 @@ def _seen(
             ).where(member.c.account_id == users.c.account_id)
         else:
             statement = statement.select_from(seen).where(seen.c.user_id == users.c.id)
-        statement = statement.where(*item_window(item, seen, anchor_at, now))
+        statement = statement.where(*item_window(item, seen, anchor_at, at))
         if ordered:
             statement = statement.order_by(seen.c.occurred_at, seen.c.id).limit(1)
         excluded = (seen, member) if member_filter else (seen,)

@@ -38,8 +38,9 @@ from engine.rules.language import Rule
 from engine.rules.quiet_hours import QuietHours
 from engine.sql.candidates import compile_rule, firings, suppression
 from engine.sql.dialect import HoldoutKey, UserHash, plus
+from engine.sql.moments import Moments, moments
 from engine.sql.schema import deliveries, guide_flags, users
-from engine.sql.send_times import SendTimes, send_at, send_times, unlisted_timezone
+from engine.sql.send_times import send_at, unlisted_timezone
 
 # The ledger columns `ledger_insert` writes, in its SELECT's order.
 LEDGER_COLUMNS = (
@@ -92,25 +93,24 @@ def fits_in_sql(rule: Rule) -> bool:
     return rule.when.after.microseconds == 0
 
 
-def in_python(rule: Rule, settings: Settings, now: datetime) -> ColumnElement[bool] | None:
+def in_python(
+    rule: Rule, settings: Settings, now: datetime | Moments
+) -> ColumnElement[bool] | None:
     """The rule's users that decide() must decide, or None when SQL decides them all."""
-    clauses = [may_reach_cap(rule, settings, now)]
-    times = _send_times(rule, settings, now)
-    if times is not None:
-        clauses.append(unlisted_timezone(times))
+    clauses = [may_reach_cap(rule, settings, moments(now))]
+    if _quiet_hours(rule, settings) is not None:
+        clauses.append(unlisted_timezone())
     found = [clause for clause in clauses if clause is not None]
     return or_(*found) if found else None
 
 
-def _send_times(rule: Rule, settings: Settings, now: datetime) -> SendTimes | None:
-    """The quiet-hours table of this rule's emails, or None when no quiet hours apply."""
+def _quiet_hours(rule: Rule, settings: Settings) -> QuietHours | None:
+    """The quiet hours of this rule's emails, or None when none apply."""
     quiet = settings.quiet_hours if rule.quiet_hours is None else (rule.quiet_hours or None)
-    if quiet is None or not rule.send.email:
-        return None
-    return send_times(now, quiet, settings.default_timezone)
+    return quiet if rule.send.email else None
 
 
-def may_reach_cap(rule: Rule, settings: Settings, now: datetime) -> ColumnElement[bool] | None:
+def may_reach_cap(rule: Rule, settings: Settings, at: Moments) -> ColumnElement[bool] | None:
     """Users whom the daily cap could skip on this rule, or None when it can skip nobody.
 
     The cap counts a user's emails within a day of the new one's `send_at`, which lies in
@@ -126,8 +126,8 @@ def may_reach_cap(rule: Rule, settings: Settings, now: datetime) -> ColumnElemen
             deliveries.c.user_id == users.c.id,
             deliveries.c.status.in_(EMAIL_COUNTED),
             deliveries.c.email_template.is_not(None),
-            deliveries.c.send_at >= now - WINDOW,
-            deliveries.c.send_at <= now + 2 * WINDOW,
+            deliveries.c.send_at >= at.at(-WINDOW),
+            deliveries.c.send_at <= at.at(2 * WINDOW),
         )
         .scalar_subquery()
     )
@@ -159,7 +159,7 @@ def _held(key: int, holdout: float, space: int) -> bool:
 
 def ledger_insert(
     rule: Rule,
-    now: datetime,
+    now: datetime | Moments,
     settings: Settings,
     where: tuple[ColumnElement[bool], ...] = (),
     scope: Sequence[str] | None = None,
@@ -167,7 +167,8 @@ def ledger_insert(
     """The SELECT of the ledger rows a tick writes for `rule` (columns `LEDGER_COLUMNS`):
     the firings of `engine.sql.candidates` (in `scope`, when given), with `decide()` written
     in SQL."""
-    compiled = compile_rule(rule, now, scope)
+    at = moments(now)
+    compiled = compile_rule(rule, at, scope)
     anchor_event_id = null() if compiled.anchor is None else compiled.anchor.c.id
     # Materialized: each decision below reads the hash and the suppression probes several
     # times, and both databases would otherwise inline (and recompute) them at every read.
@@ -206,12 +207,12 @@ def ledger_insert(
         c.anchor_at,
         null() if compiled.anchor is None else c.anchor_event_id,  # an untyped NULL
         plus(c.anchor_at, rule.when.after),
-        case((sends, _send_at(rule, settings, now, c.timezone)), else_=null()),
+        case((sends, _send_at(rule, settings, at, c.timezone)), else_=null()),
         c.held_out,
         case((sends, _message_id(rule, c.id, c.occurrence, settings.domain)), else_=null()),
         literal(0),
-        _time(now),
-        _time(now),
+        at.at(),
+        at.at(),
     ).where(true())  # SQLite parses ON CONFLICT after INSERT ... SELECT only after a WHERE
 
 
@@ -262,10 +263,10 @@ def flags_select(
 
 
 def _send_at(
-    rule: Rule, settings: Settings, now: datetime, timezone: ColumnElement[Any]
+    rule: Rule, settings: Settings, at: Moments, timezone: ColumnElement[Any]
 ) -> ColumnElement[Any]:
-    times = _send_times(rule, settings, now)
-    return _time(now) if times is None else send_at(times, timezone, now)
+    quiet = _quiet_hours(rule, settings)
+    return at.at() if quiet is None else send_at(quiet, settings.default_timezone, timezone, at)
 
 
 def _text(value: str | None) -> ColumnElement[Any]:

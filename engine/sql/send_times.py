@@ -15,20 +15,20 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
 
-from sqlalchemy import and_, case, func, literal
+from sqlalchemy import String, and_, case, func
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.decide.send_time import next_allowed, zone
 from engine.rules.quiet_hours import QuietHours
 from engine.sql.dialect import NameIn, ZoneTime, zone_map
-from engine.sql.schema import deliveries, users
+from engine.sql.moments import Moments
+from engine.sql.schema import UTCDateTime, users
 
 
 @dataclass(frozen=True)
 class SendTimes:
     """When an email decided at one `now` goes out, for each timezone name SQL may see."""
 
-    known: tuple[str, ...]  # the names this table covers (zoneinfo's list)
     without: datetime  # users without a timezone
     shifted: tuple[tuple[datetime, tuple[str, ...]], ...]  # quiet now: (send time, names)
 
@@ -47,24 +47,32 @@ def send_times(now: datetime, quiet: QuietHours, default_timezone: str) -> SendT
         if at != now:
             by_time.setdefault(at, []).append(name)
     return SendTimes(
-        known=_zone_names(),
         without=next_allowed(now, quiet, zone(None, default_timezone)),
         shifted=tuple((at, tuple(names)) for at, names in sorted(by_time.items())),
     )
 
 
-def unlisted_timezone(times: SendTimes) -> ColumnElement[bool]:
+def unlisted_timezone() -> ColumnElement[bool]:
     """Users whose timezone the table does not cover: decide() handles them."""
     timezone = users.c.timezone
-    return and_(timezone.is_not(None), NameIn(timezone, times.known, negated=True))
+    return and_(timezone.is_not(None), NameIn(timezone, _zone_names(), negated=True))
 
 
-def send_at(times: SendTimes, timezone: ColumnElement[Any], now: datetime) -> ColumnElement[Any]:
+def send_at(
+    quiet: QuietHours, default_timezone: str, timezone: ColumnElement[Any], at: Moments
+) -> ColumnElement[Any]:
     """The send time of an email to a user with this (listed, or NULL) timezone: `now`
-    unless the zone is in its quiet hours."""
+    unless the zone is in its quiet hours. The table is two parameters of `now`: the time
+    without a timezone, and the shifted zones' times (`zone_map`), one JSON object."""
+
+    def table(now: datetime) -> SendTimes:
+        return send_times(now, quiet, default_timezone)
+
+    without = at.computed("send_without", lambda now: table(now).without, UTCDateTime())
+    shifted = at.computed("send_shifted", lambda now: _shifted(table(now)), String())
     return case(
-        (timezone.is_(None), _time(times.without)),
-        else_=func.coalesce(ZoneTime(timezone, _shifted(times)), _time(now)),
+        (timezone.is_(None), without),
+        else_=func.coalesce(ZoneTime(timezone, shifted), at.at()),
     )
 
 
@@ -72,7 +80,3 @@ def send_at(times: SendTimes, timezone: ColumnElement[Any], now: datetime) -> Co
 def _shifted(times: SendTimes) -> str:
     """Encoded once per `now`: every rule's statement of a tick binds the same."""
     return zone_map({name: at for at, names in times.shifted for name in names})
-
-
-def _time(moment: datetime) -> ColumnElement[Any]:
-    return literal(moment, deliveries.c.send_at.type)

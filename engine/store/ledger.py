@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, any_, false, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BigInteger, Connection, Insert, any_, bindparam, false, func, literal, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -21,6 +21,17 @@ from engine.sql.dialect import upsert_statement
 from engine.sql.ledger import FLAG_COLUMNS, LEDGER_COLUMNS
 from engine.sql.schema import deliveries, guide_flags
 from engine.store.connection import BATCH, Database, writing
+
+STREAMED = {"yield_per": BATCH}
+# Statements with no values of their own, built once.
+CHANGES = select(func.changes())
+BY_STATUS = (
+    select(deliveries.c.status, func.count())
+    .where(deliveries.c.id.between(bindparam("first"), bindparam("last")))
+    .group_by(deliveries.c.status)
+)
+# INSERTs kept for the SELECTs they wrap: rules x kinds of scope, with room for reloads.
+KEPT_INSERTS = 256
 
 # The ledger's unique key: two writers of one firing conflict on it, whoever they are.
 LEDGER_KEY = ["rule_id", "subject", "occurrence"]
@@ -42,13 +53,17 @@ class Ledger:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._inserts: dict[int, tuple[Select[Any], Insert]] = {}
 
-    def candidates(self, statement: Select[Any]) -> Iterator[list[Candidate]]:
-        """Run a candidates query (`engine.sql.candidates`) in bounded batches: memory does not
-        grow with N."""
+    def candidates(
+        self, statement: Select[Any], params: dict[str, Any] | None = None
+    ) -> Iterator[list[Candidate]]:
+        """Run a candidates query (`engine.sql.candidates`, with `params` when it was built
+        for another tick) in bounded batches: memory does not grow with N."""
         with self.db.connect() as connection:
-            # Per statement, not per connection: a replay runs every query on one connection.
-            result = connection.execute(statement.execution_options(yield_per=BATCH))
+            # Per execution, not per connection: a replay runs every query on one connection;
+            # and not a copy of the statement, which would lose its memoized cache key.
+            result = connection.execute(statement, params, execution_options=STREAMED)
             for rows in result.partitions():
                 yield [_candidate(row) for row in rows]
 
@@ -79,23 +94,40 @@ class Ledger:
                 connection.execute(guide_flags.insert(), flags)
         return [p for _, p in written]
 
-    def record_decided(self, rows: Select[Any], flags: FlagsFor | None) -> Decided:
+    def record_decided(
+        self, rows: Select[Any], flags: FlagsFor | None, params: dict[str, Any] | None = None
+    ) -> Decided:
         """Write ledger rows without reading them into Python: one INSERT ... SELECT of `rows`
         (`engine.sql.ledger.ledger_insert`, the decisions in SQL), "on conflict do nothing"
         like `record`, then, when the rule sets a guide, `flags(written)` for the rows it
         wrote; one transaction."""
         with writing(self.db) as connection:
-            statement = (
-                upsert_statement(connection.dialect.name, deliveries)
-                .from_select(LEDGER_COLUMNS, rows)
-                .on_conflict_do_nothing(index_elements=LEDGER_KEY)
-            )
-            written, decided = _insert_decided(connection, statement)
+            statement = self._insert_of(rows, connection.dialect.name)
+            written, decided = _insert_decided(connection, statement, params)
             if flags is not None and decided.statuses:
                 connection.execute(guide_flags.insert().from_select(FLAG_COLUMNS, flags(written)))
                 # Every row but the held-out ones gets its flag (psycopg gives no rowcount).
                 decided.guide_flags = decided.statuses.total() - decided.statuses["held_out"]
         return decided
+
+    def _insert_of(self, rows: Select[Any], dialect: str) -> Insert:
+        """The INSERT ... SELECT of `rows`, built once per `rows` statement (the runner keeps
+        those): a new INSERT around it at every tick had SQLAlchemy walk the whole SELECT
+        again for its cache key."""
+        kept = self._inserts.get(id(rows))
+        if kept is None or kept[0] is not rows:
+            if len(self._inserts) >= KEPT_INSERTS:
+                self._inserts.clear()
+            statement: Insert = (
+                upsert_statement(dialect, deliveries)
+                .from_select(LEDGER_COLUMNS, rows)
+                .on_conflict_do_nothing(index_elements=LEDGER_KEY)
+            )
+            if dialect == "postgresql":
+                # The sequence may interleave other sessions' rows: take the ids themselves.
+                statement = statement.returning(deliveries.c.id, deliveries.c.status)
+            kept = self._inserts[id(rows)] = (rows, statement)
+        return kept[1]
 
     def email_times(
         self, user_ids: Sequence[str], start: datetime, end: datetime
@@ -150,29 +182,28 @@ def _candidate(row: Row[Any]) -> Candidate:
 
 
 def _insert_decided(
-    connection: Connection, statement: postgresql.Insert | sqlite.Insert
+    connection: Connection,
+    statement: Insert,
+    params: dict[str, Any] | None,
 ) -> tuple[ColumnElement[bool], Decided]:
     """Run one INSERT ... SELECT into the ledger: which rows it wrote (a condition on their
     ids), and how many by status."""
     if connection.dialect.name == "postgresql":
-        # The sequence may interleave other sessions' rows: take the ids themselves.
-        returned = statement.returning(deliveries.c.id, deliveries.c.status)
-        rows = connection.execute(returned).all()
+        rows = connection.execute(statement, params).all()
         ids = literal([row.id for row in rows], postgresql.ARRAY(BigInteger()))
         return deliveries.c.id == any_(ids), Decided(Counter(row.status for row in rows))
     # SQLite has one writer at a time and numbers new rows after the last one: the rows this
     # statement wrote are the range that ends at its last rowid. Counting them there is
     # cheaper than fetching them back with RETURNING.
-    last = connection.execute(statement).lastrowid
+    last = connection.execute(statement, params).lastrowid
     # Not the cursor's rowcount: sqlite3 reports -1 for a statement that starts with WITH.
-    count = int(connection.execute(select(func.changes())).scalar_one())
+    count = int(connection.execute(CHANGES).scalar_one())
     if count <= 0 or last is None:
         return false(), Decided(Counter())
-    written = deliveries.c.id.between(last - count + 1, last)
-    by_status = (
-        select(deliveries.c.status, func.count()).where(written).group_by(deliveries.c.status)
-    )
-    return written, Decided(Counter({row[0]: row[1] for row in connection.execute(by_status)}))
+    first = last - count + 1
+    counted = connection.execute(BY_STATUS, {"first": first, "last": last})
+    written = deliveries.c.id.between(first, last)
+    return written, Decided(Counter({row[0]: row[1] for row in counted}))
 
 
 def _delivery_row(p: Planned, now: datetime) -> dict[str, Any]:
