@@ -122,7 +122,7 @@ def _population_table(app: App) -> Table:
 def _tour(app: App, now: datetime) -> None:
     previews = app.runner.dry_run(now)
     out.rule("1. Dry run: who would get what, now (nothing is written)")
-    out.print(preview_table(previews, limit=15))
+    out.print(preview_table(previews, limit=15, width=out.width))
     out.print(preview_summary(previews))
     out.rule("2. One real tick")
     report = app.runner.tick(now)
