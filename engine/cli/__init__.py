@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from engine.cli import core, db, demo, replay, reports, tokens
 from engine.cli.base import cli
+from engine.cli.examples import add_examples
 
 __all__ = ["cli", "core", "db", "demo", "main", "replay", "reports", "tokens"]
+
+
+add_examples(cli)  # after every module above has registered its commands
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from engine.app.wiring import App
 from engine.cli.base import Instant, State, cli, err, friendly_errors, out
 from engine.cli.fit import Column, fitted_table
 from engine.cli.present import preview_json, preview_summary, preview_table, tick_table
+from engine.cli.progress import counted, progress_bar
 from engine.clock import SystemClock, isoformat
 from engine.config import Config
 from engine.errors import LifecycleError
@@ -203,8 +204,11 @@ def ingest(state: State, file: str, fmt: str) -> None:
         if not path.is_file():
             raise LifecycleError(f"{file}: no such file")
         # newline="": the csv module reads quoted line breaks itself (JSON lines do not mind).
-        with path.open(encoding="utf-8", errors="replace", newline="") as handle:
-            report = load(handle, store, now, source=file, mapping=mapping)
+        with (
+            path.open(encoding="utf-8", errors="replace", newline="") as handle,
+            progress_bar(f"Ingesting {path.name}", path.stat().st_size, in_bytes=True) as update,
+        ):
+            report = load(counted(handle, update), store, now, source=file, mapping=mapping)
     for problem in report.problems:
         err.print(f"[red]rejected[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
     extra = "".join(

@@ -27,10 +27,10 @@ def kept(columns: Sequence[Column], width: int) -> list[int]:
     """The indexes of the columns that fit in `width`, in their order: the lowest priority
     columns are dropped one by one until the rest fit (or only the priority-0 ones remain)."""
     keep = list(range(len(columns)))
-    by_priority = sorted(keep, key=lambda i: (columns[i].priority, -i))
-    for index in by_priority:
-        needed = sum(columns[i].min_width + PER_COLUMN for i in keep) + PER_TABLE
-        if needed <= width or columns[index].priority == 0:
+    droppable = [i for i in keep if columns[i].priority > 0]
+    # Ties: the rightmost first, so the table loses its tail before its middle.
+    for index in sorted(droppable, key=lambda i: (columns[i].priority, -i)):
+        if sum(columns[i].min_width + PER_COLUMN for i in keep) + PER_TABLE <= width:
             break
         keep.remove(index)
     return keep
