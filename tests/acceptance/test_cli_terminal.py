@@ -35,7 +35,8 @@ def test_dry_run_at_80_columns_hides_columns_instead_of_slivers(sqlite_project: 
     sqlite_project.run("ingest", str(DATA / "airtouch.jsonl"))
     table = run80(sqlite_project, "dry-run", "--at", "2026-03-05T09:00:00Z")
     assert max(len(line) for line in table.splitlines()) <= 80
-    assert "Pers/" not in table and "Persona/source" not in table.split("hidden")[0]
+    assert "Pers/" not in table
+    assert "Persona/source" not in table.split("hidden")[0]
     assert "hidden at 80 columns: Persona/source, Guide" in " ".join(table.split())
 
 

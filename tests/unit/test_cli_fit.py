@@ -21,9 +21,11 @@ ROW = ["welcome-sales-marketing", "omar", "data_engineer/organic", "send", "welc
 
 
 def render(width: int) -> str:
-    console = Console(width=width, file=StringIO(), color_system=None)
-    console.print(fitted_table(COLUMNS, [ROW], width, title="t"))
-    return console.file.getvalue()  # type: ignore[attr-defined]
+    file = StringIO()
+    Console(width=width, file=file, color_system=None).print(
+        fitted_table(COLUMNS, [ROW], width, title="t")
+    )
+    return file.getvalue()
 
 
 def test_a_wide_terminal_shows_every_column() -> None:
