@@ -58,6 +58,9 @@ SUPPORTED_DATABASES = (
 class DatabaseConfig(_Section):
     url: str = "sqlite:///lifecycle.db"
     echo: bool = False
+    # A team's own Alembic revisions, each directory a branch of its own next to the
+    # packaged one (relative to the config file): `lifecycle db` and every first open apply them.
+    migrations: list[Path] = Field(default_factory=list)
 
     @field_validator("url")
     @classmethod
@@ -350,6 +353,10 @@ class Config(_Section):
     @property
     def outbox_dir(self) -> Path:
         return self.resolve(self.mail.outbox)
+
+    @property
+    def migration_dirs(self) -> list[Path]:
+        return [self.resolve(path) for path in self.database.migrations]
 
     @property
     def database_url(self) -> str:

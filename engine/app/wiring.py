@@ -3,6 +3,8 @@ The CLI and the daemon build the engine here, so both run exactly the same thing
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import OperationalError
@@ -14,7 +16,7 @@ from engine.delivery.smtp import SmtpTransport
 from engine.errors import LifecycleError
 from engine.rules.language import RuleSet, load_rules
 from engine.runner import Runner
-from engine.store import Store, connect, migrate
+from engine.store import Schema, Store, connect, creates_file, migrate
 from engine.telemetry.metrics import Metrics
 
 
@@ -40,20 +42,45 @@ def make_transport(config: Config) -> MailTransport:
 
 
 def open_store(config: Config) -> Store:
-    """Connect and apply pending migrations (the schema is created on first use)."""
+    """Connect and apply pending migrations (the schema is created on first use), the
+    team's own (`database.migrations`) included."""
     engine = connect(config.database_url, echo=config.database.echo)
     try:
-        migrate(engine)
+        migrate(engine, config.migration_dirs)
     except OperationalError as exc:
         engine.dispose()
-        # The first contact with the database: say which one, and where the setting lives.
-        where = engine.url.render_as_string(hide_password=True)
-        reason = str(exc.orig or exc).strip().splitlines()[0]
-        raise LifecycleError(
-            f"cannot open the database {where}: {reason} "
-            "(set database.url in the config or LIFECYCLE_DATABASE__URL)"
-        ) from None
+        raise _cannot_open(engine.url.render_as_string(hide_password=True), exc) from None
+    except LifecycleError:
+        engine.dispose()
+        raise
     return Store(engine)
+
+
+@contextmanager
+def open_schema(config: Config, *, read_only: bool = False) -> Iterator[Schema]:
+    """The database's schema without migrating it first (`lifecycle db`); the connection is
+    checked at once, so that a wrong URL fails as clearly as it does for `open_store`.
+    `read_only`: a SQLite file that is not there yet is not created just to say it is empty."""
+    url = config.database_url
+    engine = connect("sqlite://" if read_only and creates_file(url) else url)
+    try:
+        try:
+            with engine.connect():
+                pass
+        except OperationalError as exc:
+            raise _cannot_open(engine.url.render_as_string(hide_password=True), exc) from None
+        yield Schema(engine, config.migration_dirs)
+    finally:
+        engine.dispose()
+
+
+def _cannot_open(where: str, exc: OperationalError) -> LifecycleError:
+    # The first contact with the database: say which one, and where the setting lives.
+    reason = str(exc.orig or exc).strip().splitlines()[0]
+    return LifecycleError(
+        f"cannot open the database {where}: {reason} "
+        "(set database.url in the config or LIFECYCLE_DATABASE__URL)"
+    )
 
 
 def load_rule_set(config: Config, renderer: Renderer) -> RuleSet:

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from engine.app.checks import CheckResult
 from engine.app.checks import check as run_check
 from engine.app.signing_key import require_signing_key
 from engine.app.wiring import App
 from engine.cli.base import Instant, State, cli, err, friendly_errors, out
+from engine.cli.fit import Column, fitted_table
 from engine.cli.present import preview_json, preview_summary, preview_table, tick_table
+from engine.cli.progress import counted, progress_bar
 from engine.clock import SystemClock, isoformat
 from engine.config import Config
 from engine.errors import LifecycleError
@@ -28,6 +29,7 @@ from engine.http.app import create_app
 from engine.http.server import serve_api
 from engine.ingest.files import ingest_csv, ingest_lines
 from engine.ingest.segment import TraitMapping
+from engine.model import Status
 
 if TYPE_CHECKING:  # the daemon (and APScheduler) load only for `run`
     from engine.daemon.scheduler import Stop
@@ -98,7 +100,11 @@ def check_json(result: CheckResult) -> dict[str, Any]:
 @click.option("--user", "user_ids", multiple=True, help="Only this user (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.option("--show-body", is_flag=True, help="Include the rendered text and HTML.")
-@click.option("--limit", type=int, help="Table rows to show (JSON is always complete).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Rows to show (table and JSON; default all).",
+)
 @click.pass_obj
 @friendly_errors
 def dry_run(
@@ -116,13 +122,13 @@ def dry_run(
     now = at or SystemClock().now()
     previews = app.runner.dry_run(now, rule_ids=rule_ids or None, user_ids=user_ids or None)
     if fmt == "json":
-        rows = [preview_json(p, show_body=show_body) for p in previews]
+        rows = [preview_json(p, show_body=show_body) for p in previews[:limit]]
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not previews:
         out.print(f"Nothing would fire at {isoformat(now)}.")
         return
-    out.print(preview_table(previews, limit=limit))
+    out.print(preview_table(previews, limit=limit, width=out.width))
     out.print(preview_summary(previews))
     if show_body:
         for preview in previews[:limit]:
@@ -198,8 +204,11 @@ def ingest(state: State, file: str, fmt: str) -> None:
         if not path.is_file():
             raise LifecycleError(f"{file}: no such file")
         # newline="": the csv module reads quoted line breaks itself (JSON lines do not mind).
-        with path.open(encoding="utf-8", errors="replace", newline="") as handle:
-            report = load(handle, store, now, source=file, mapping=mapping)
+        with (
+            path.open(encoding="utf-8", errors="replace", newline="") as handle,
+            progress_bar(f"Ingesting {path.name}", path.stat().st_size, in_bytes=True) as update,
+        ):
+            report = load(counted(handle, update), store, now, source=file, mapping=mapping)
     for problem in report.problems:
         err.print(f"[red]rejected[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
     extra = "".join(
@@ -219,43 +228,67 @@ def ingest(state: State, file: str, fmt: str) -> None:
         sys.exit(1)
 
 
+TABLE_ROWS = 50  # a table's default --limit; JSON is complete unless --limit is given
+
+
 @cli.command()
-@click.option("--status")
-@click.option("--rule", "rule_id")
-@click.option("--user", "user_id")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in Status]),
+    help="Only rows in this status.",
+)
+@click.option("--rule", "rule_id", help="Only this rule's rows.")
+@click.option("--user", "user_id", help="Only this user's rows.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help=f"Rows to show (table: default {TABLE_ROWS}; JSON: all unless given).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.pass_obj
 @friendly_errors
 def deliveries(
-    state: State, status: str | None, rule_id: str | None, user_id: str | None, limit: int, fmt: str
+    state: State,
+    status: str | None,
+    rule_id: str | None,
+    user_id: str | None,
+    limit: int | None,
+    fmt: str,
 ) -> None:
-    """List the delivery ledger."""
+    """List the delivery ledger, oldest first."""
     store = state.store(state.config())
-    rows = store.reads.deliveries(status=status, rule_id=rule_id, user_id=user_id, limit=limit)
     if fmt == "json":
+        rows = store.reads.deliveries(status=status, rule_id=rule_id, user_id=user_id, limit=limit)
         click.echo(json.dumps(rows, indent=2, default=_json_default))
         return
-    table = Table(title="Delivery ledger", header_style="bold")
-    for name in LEDGER_COLUMNS:
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row[name]) for name in LEDGER_COLUMNS))
+    shown = limit or TABLE_ROWS
+    # One more than shown: whether the caption must say that more rows match.
+    rows = store.reads.deliveries(status=status, rule_id=rule_id, user_id=user_id, limit=shown + 1)
+    caption = f"first {shown} rows; more match (--limit N)" if len(rows) > shown else None
+    table = fitted_table(
+        LEDGER_COLUMNS,
+        [[_cell(row[c.header]) for c in LEDGER_COLUMNS] for row in rows[:shown]],
+        out.width,
+        caption=caption,
+        title="Delivery ledger",
+    )
     out.print(table)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(store.reads.status_counts().items()))
     out.print(f"All rows by status: {counts or 'none'}")
 
 
+_FOLD = {"overflow": "fold"}
+# Narrow terminals keep who, what and its state; the addresses and times go first.
 LEDGER_COLUMNS = (
-    "id",
-    "rule_id",
-    "user_id",
-    "status",
-    "reason",
-    "email_to",
-    "guide_id",
-    "fire_at",
-    "sent_at",
+    Column("id", 4, 0, {"no_wrap": True}),
+    Column("rule_id", 12, 0, _FOLD),
+    Column("user_id", 8, 0, _FOLD),
+    Column("status", 8, 0, _FOLD),
+    Column("reason", 10, 2, _FOLD),
+    Column("email_to", 14, 1, _FOLD),
+    Column("guide_id", 10, 1, _FOLD),
+    Column("fire_at", 20, 3, _FOLD),
+    Column("sent_at", 20, 1, _FOLD),
 )
 
 

@@ -8,8 +8,9 @@ import click
 from rich.table import Table
 
 from engine.app.wiring import App
-from engine.cli.base import State, cli, err, friendly_errors, out
+from engine.cli.base import State, cli, friendly_errors, out
 from engine.cli.present import preview_summary, preview_table, tick_table
+from engine.cli.progress import progress_bar
 from engine.clock import SystemClock, isoformat
 from engine.errors import LifecycleError
 from engine.whatif import population as demo_data
@@ -122,7 +123,7 @@ def _population_table(app: App) -> Table:
 def _tour(app: App, now: datetime) -> None:
     previews = app.runner.dry_run(now)
     out.rule("1. Dry run: who would get what, now (nothing is written)")
-    out.print(preview_table(previews, limit=15))
+    out.print(preview_table(previews, limit=15, width=out.width))
     out.print(preview_summary(previews))
     out.rule("2. One real tick")
     report = app.runner.tick(now)
@@ -149,8 +150,10 @@ def _simulate(app: App, n: int, seed: int, days: int, baseline: float, effect: f
     end = SystemClock().now().replace(second=0, microsecond=0)
     period = Period(end - timedelta(days=days), end, SIMULATION_STEP)
     population = demo_data.generate(n, seed=seed, now=end, days=days)
-    with err.status(f"Simulating {days} days of {n} users, one tick per hour…"):
-        result = run_simulation(app.runner, population, period, Response(baseline, effect, seed))
+    label = f"Simulating {days} days of {n} users"
+    with progress_bar(label, period.count, unit="ticks") as update:
+        response = Response(baseline, effect, seed)
+        result = run_simulation(app.runner, population, period, response, progress=update)
     out.print(_population_table(app))
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(app.store.reads.status_counts().items()))
     out.print(f"{result.ticks} ticks from {isoformat(period.start)}; ledger rows: {counts}")

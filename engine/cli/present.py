@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from engine.cli.fit import WIDE, Column, fitted_table
 from engine.clock import isoformat
 from engine.decide.firing import Planned
 from engine.model import Status
@@ -62,18 +63,24 @@ def preview_json(preview: Preview, *, show_body: bool = False) -> dict[str, Any]
 _STYLE = {"send": "green", "held_out": "yellow", "skipped": "magenta"}
 
 
-def preview_table(previews: list[Preview], *, limit: int | None = None) -> Table:
-    table = Table(title="Dry run: what a tick would do", header_style="bold", expand=True)
+def preview_table(previews: list[Preview], *, limit: int | None = None, width: int = WIDE) -> Table:
+    """The dry run, one row per firing; in fewer than `width` columns the persona, guide
+    and email columns go first (`engine.cli.fit`)."""
     shown = previews[:limit]
     scoped = any(firing(p.planned) for p in shown)
-    table.add_column("Rule", overflow="fold", ratio=3)
-    # A v1 dry run (one row per rule and user) reads as it always did.
-    table.add_column("User\n[dim]firing[/]" if scoped else "User", overflow="fold", ratio=2)
-    table.add_column("Persona/source", overflow="fold", ratio=2)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Fire at / send at (UTC)", no_wrap=True)
-    table.add_column("Email: template, to, subject", overflow="fold", ratio=4)
-    table.add_column("Guide", overflow="fold", ratio=2)
+    columns = [
+        Column("Rule", 12, 0, {"overflow": "fold", "ratio": 3}),
+        # A v1 dry run (one row per rule and user) reads as it always did.
+        Column(
+            "User\n[dim]firing[/]" if scoped else "User", 8, 0, {"overflow": "fold", "ratio": 2}
+        ),
+        Column("Persona/source", 12, 1, {"overflow": "fold", "ratio": 2}),
+        Column("Status", 8, 0, {"overflow": "fold"}),
+        Column("Fire at / send at (UTC)", 16, 3, {"no_wrap": True}),
+        Column("Email: template, to, subject", 18, 2, {"overflow": "fold", "ratio": 4}),
+        Column("Guide", 10, 1, {"overflow": "fold", "ratio": 2}),
+    ]
+    rows = []
     for preview in shown:
         row = preview_json(preview)
         status = row["status"] + (f" ({row['reason']})" if row["reason"] else "")
@@ -86,18 +93,28 @@ def preview_table(previews: list[Preview], *, limit: int | None = None) -> Table
             email = f"{row['email']['template']}\n{to}\n[dim]{subject}[/]"
         guide = row["guide"]["id"] if row["guide"] else ""
         which = firing(preview.planned)
-        table.add_row(
-            row["rule"],
-            escape(str(row["user_id"])) + (f"\n[dim]{which}[/]" if which else ""),
-            escape(f"{row['persona']}/{row['signup_source']}"),
-            f"[{_STYLE[row['status']]}]{status}[/]",
-            _when(row),
-            email,
-            guide,
+        rows.append(
+            [
+                row["rule"],
+                escape(str(row["user_id"])) + (f"\n[dim]{which}[/]" if which else ""),
+                escape(f"{row['persona']}/{row['signup_source']}"),
+                f"[{_STYLE[row['status']]}]{status}[/]",
+                _when(row),
+                email,
+                guide,
+            ]
         )
+    caption = None
     if limit is not None and len(previews) > limit:
-        table.caption = f"first {limit} of {len(previews)} rows (--limit)"
-    return table
+        caption = f"first {limit} of {len(previews)} rows (--limit)"
+    return fitted_table(
+        columns,
+        rows,
+        width,
+        caption=caption,
+        title="Dry run: what a tick would do",
+        expand=True,
+    )
 
 
 def firing(planned: Planned) -> str:

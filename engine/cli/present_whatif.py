@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
+from engine.cli.fit import WIDE, Column, fitted_table
 from engine.clock import isoformat
 from engine.durations import format_duration
 from engine.whatif.explain import Check, Explanation, verdict
@@ -74,29 +75,39 @@ def _counts(groups: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
     return {name: {o: counts[o] for o in OUTCOMES} for name, counts in groups.items()}
 
 
-def timeline_table(entries: Sequence[Entry], *, limit: int | None = None) -> Table:
-    table = Table(title="Replay: what would have been sent", header_style="bold")
-    table.add_column("Fired / sends (UTC)", no_wrap=True)
-    table.add_column("Rule", overflow="fold")
-    table.add_column(_user_heading(entries[:limit]), overflow="fold")
-    table.add_column("Persona/source", overflow="fold")
-    table.add_column("Outcome", overflow="fold")
-    table.add_column("Email", overflow="fold")
-    table.add_column("Guide", overflow="fold")
-    for item in entries[:limit]:
-        outcome = item.outcome + (f" ({item.reason})" if item.reason else "")
-        table.add_row(
+def timeline_table(
+    entries: Sequence[Entry], *, limit: int | None = None, width: int = WIDE
+) -> Table:
+    columns = [
+        Column("Fired / sends (UTC)", 16, 0, {"no_wrap": True}),
+        Column("Rule", 12, 0, {"overflow": "fold"}),
+        Column(_user_heading(entries[:limit]), 8, 0, {"overflow": "fold"}),
+        Column("Persona/source", 12, 1, {"overflow": "fold"}),
+        Column("Outcome", 8, 0, {"overflow": "fold"}),
+        Column("Email", 12, 2, {"overflow": "fold"}),
+        Column("Guide", 10, 1, {"overflow": "fold"}),
+    ]
+    rows = [
+        [
             _when(item),
             item.rule_id,
             recipient(item),
             f"{item.persona or '-'}/{item.signup_source or '-'}",
-            f"[{_STYLE.get(item.outcome, 'white')}]{outcome}[/]",
-            item.email if item.outcome == "email" else "",
+            f"[{_STYLE.get(item.outcome, 'white')}]"
+            + item.outcome
+            + (f" ({item.reason})" if item.reason else "")
+            + "[/]",
+            (item.email or "") if item.outcome == "email" else "",
             item.guide or "",
-        )
+        ]
+        for item in entries[:limit]
+    ]
+    caption = None
     if limit is not None and len(entries) > limit:
-        table.caption = f"first {limit} of {len(entries)} rows (--limit)"
-    return table
+        caption = f"first {limit} of {len(entries)} rows (--limit)"
+    return fitted_table(
+        columns, rows, width, caption=caption, title="Replay: what would have been sent"
+    )
 
 
 def _user_heading(shown: Sequence[Entry]) -> str:
@@ -174,23 +185,32 @@ def diff_json(
     }
 
 
-def diff_table(changes: Sequence[Change], *, limit: int | None = None) -> Table:
-    table = Table(title="Messages that change", header_style="bold")
-    table.add_column("Rule", overflow="fold")
+def diff_table(changes: Sequence[Change], *, limit: int | None = None, width: int = WIDE) -> Table:
     sides = [c.after or c.before for c in changes[:limit]]
-    table.add_column(_user_heading([e for e in sides if e is not None]), overflow="fold")
-    table.add_column("Change", no_wrap=True)
-    table.add_column("Before (--against)", no_wrap=True)
-    table.add_column("After (--rules)", no_wrap=True)
+    columns = [
+        Column("Rule", 12, 0, {"overflow": "fold"}),
+        Column(_user_heading([e for e in sides if e is not None]), 8, 0, {"overflow": "fold"}),
+        Column("Change", 7, 0, {"no_wrap": True}),
+        Column("Before (--against)", 16, 1, {"no_wrap": True}),
+        Column("After (--rules)", 16, 0, {"no_wrap": True}),
+    ]
+    rows = []
     for change in changes[:limit]:
         either = change.after or change.before
         assert either is not None
-        table.add_row(
-            change.key[0], recipient(either), change.kind, _side(change.before), _side(change.after)
+        rows.append(
+            [
+                change.key[0],
+                recipient(either),
+                change.kind,
+                _side(change.before),
+                _side(change.after),
+            ]
         )
+    caption = None
     if limit is not None and len(changes) > limit:
-        table.caption = f"first {limit} of {len(changes)} changes (--limit)"
-    return table
+        caption = f"first {limit} of {len(changes)} changes (--limit)"
+    return fitted_table(columns, rows, width, caption=caption, title="Messages that change")
 
 
 def _side(item: Entry | None) -> str:

@@ -143,7 +143,7 @@ def replay_command(
     if not timeline.entries:
         out.print(f"Nothing would have fired between {isoformat(start)} and {isoformat(end)}.")
         return
-    out.print(timeline_table(timeline.entries, limit=limit))
+    out.print(timeline_table(timeline.entries, limit=limit, width=out.width))
     out.print(summary_table("Per rule", summarize(timeline.entries, by_rule)))
     out.print(summary_table("Per persona", summarize(timeline.entries, by_persona)))
 
@@ -191,7 +191,7 @@ def diff_command(
     if not changes:
         out.print("No message changes between the two rule sets over this period.")
         return
-    out.print(diff_table(changes, limit=limit))
+    out.print(diff_table(changes, limit=limit, width=out.width))
     out.print(diff_totals_table(totals))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from engine.cli.base import State, cli, friendly_errors, options, out, period_options
+from engine.cli.progress import progress_bar
 from engine.clock import SystemClock
 from engine.errors import LifecycleError
 from engine.reports import catalog as report_catalog
@@ -64,8 +65,14 @@ def _reports(
         raise LifecycleError(str(exc)) from None
     ctx = ReportContext(state.store(config), config.reports, period, rules=rules, **options)
     if name is None:
-        return report_catalog.build_all(ctx), now
-    return [report_catalog.build(name, ctx)], now
+        with progress_bar(
+            "Building the reports", len(report_catalog.REPORTS), unit="reports"
+        ) as update:
+            return report_catalog.build_all(ctx, progress=update), now
+    with progress_bar(f"Building the {name} report", 1, unit="reports") as update:
+        built = report_catalog.build(name, ctx)
+        update(1)
+    return [built], now
 
 
 def _emit(reports: list[Report], fmt: str, *, single: bool) -> None:

@@ -108,6 +108,9 @@ def evaluate_job(
         except Exception as exc:  # noqa: BLE001 - logged; a failed run must not stop the daemon
             _failed("tick", now, exc)
             return
+        # When it finished, not when it began: an alert on its age then also catches a tick
+        # that hangs.
+        app.metrics.last_tick.set(clock.now().timestamp())
         others = len(enabled) - len(held)
         log.info(
             "tick at %s: evaluated %d rules%s (%s), wrote %s",
@@ -132,6 +135,7 @@ def dispatch_job(app: App, clock: Clock, stop: threading.Event) -> Callable[[], 
         except Exception as exc:  # noqa: BLE001 - logged; a failed run must not stop the daemon
             _failed("dispatch", now, exc)
             return
+        app.metrics.last_dispatch.set(clock.now().timestamp())
         if outcome:
             log.info("dispatch at %s: %s", now.isoformat(), dict(outcome))
 

@@ -117,6 +117,8 @@ def create_app(
     without one the API exports its own (ingestion only). `not_ready`: the daemon's own
     reason not to take traffic (shutting down), checked by /readyz with the database."""
     metrics = metrics or Metrics()
+    # Read at scrape time, so every replica's /metrics shows the shared queue as it is now.
+    metrics.watch_queue(lambda: store.gauges.queue_or_none(clock.now()), clock.now)
     # A weak api.secret_key is refused, or warned about once, by `run` and `api` before they
     # get here (engine.app.signing_key.require_signing_key): one policy, one message.
     app = FastAPI(

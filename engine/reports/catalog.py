@@ -31,11 +31,14 @@ def build(name: str, ctx: ReportContext) -> Report:
     return REPORTS[name](ctx)
 
 
-def build_all(ctx: ReportContext) -> list[Report]:
-    """Every report; --by applies to those that take it."""
-    return [
-        builder(ctx if name in TAKES_BY else _without_by(ctx)) for name, builder in REPORTS.items()
-    ]
+def build_all(ctx: ReportContext, progress: Callable[[int], None] | None = None) -> list[Report]:
+    """Every report; --by applies to those that take it. `progress(reports built)`."""
+    reports = []
+    for name, builder in REPORTS.items():
+        reports.append(builder(ctx if name in TAKES_BY else _without_by(ctx)))
+        if progress is not None:
+            progress(len(reports))
+    return reports
 
 
 def _without_by(ctx: ReportContext) -> ReportContext:

@@ -1,4 +1,4 @@
-"""Connections: the one place that creates an engine, applies the migrations, sets SQLite's
+"""Connections: the one place that creates an engine, sets SQLite's
 pragmas and isolates a replay in one rolled-back transaction."""
 
 from __future__ import annotations
@@ -8,14 +8,11 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, Dialect, make_url
 
 from engine.sql.dialect import SQLITE_FUNCTIONS
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 BATCH = 1000  # rows per fetch where a query's result can grow with N
 
 
@@ -64,15 +61,6 @@ def _postgres_settings(dbapi_connection: Any, _record: Any) -> None:
     # SET, so that it also works behind poolers that refuse startup options.
     dbapi_connection.execute("SET jit = off")
     dbapi_connection.commit()
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest Alembic revision (a no-op when it is there)."""
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
 
 
 class Database(Protocol):

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from engine.sql.schema import metadata
 from engine.store.connection import Database, isolated, writing
 from engine.store.directory import Directory
+from engine.store.gauges import Gauges
 from engine.store.guides import Guides
 from engine.store.leases import Leases
 from engine.store.ledger import Ledger
@@ -40,6 +41,7 @@ class Store:
         self.reads = Reads(database)
         self.states = States(database)
         self.rewind = Rewind(database)
+        self.gauges = Gauges(database)
 
     @property
     def engine(self) -> Engine:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -113,9 +114,11 @@ def simulate(
     population: Population,
     period: Period,
     response: Response,
+    progress: Callable[[int], None] | None = None,
 ) -> Simulation:
     """Store the population, then tick the real engine (dispatch included, through
-    `SimulatedMail`) at every step; goal events later than the period are dropped."""
+    `SimulatedMail`) at every step; goal events later than the period are dropped.
+    `progress(ticks done)` after each tick."""
     store, engine = runner.store, runner.using(transport=SimulatedMail())
     _store_population(store, population, period.end)
     result = Simulation()
@@ -125,6 +128,8 @@ def simulate(
         store.people.insert_events([event for _, event in goals], now)
         result.ticks += 1
         result.goals.update(rule_id for rule_id, _ in goals)
+        if progress is not None:
+            progress(result.ticks)
     return result
 
 

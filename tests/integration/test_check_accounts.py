@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 
 from engine.store import AccountUpsert, Store, UserUpsert, connect, creates_file
-from engine.store.connection import MIGRATIONS
+from engine.store.migrator import MIGRATIONS
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

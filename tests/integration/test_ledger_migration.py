@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from engine.rules.language import Rule
 from engine.sql.candidates import candidates
 from engine.store import Store, UserUpsert, connect
-from engine.store.connection import MIGRATIONS
+from engine.store.migrator import MIGRATIONS
 from tests.conftest import NOW, PG_ADMIN_URL, _pg_unavailable
 
 
