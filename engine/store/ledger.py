@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Insert, any_, bindparam, false, func, literal, select
+from sqlalchemy import BigInteger, Connection, Insert, any_, false, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import ColumnElement, Select
@@ -23,13 +23,6 @@ from engine.sql.schema import deliveries, guide_flags
 from engine.store.connection import BATCH, Database, writing
 
 STREAMED = {"yield_per": BATCH}
-# Statements with no values of their own, built once.
-CHANGES = select(func.changes())
-BY_STATUS = (
-    select(deliveries.c.status, func.count())
-    .where(deliveries.c.id.between(bindparam("first"), bindparam("last")))
-    .group_by(deliveries.c.status)
-)
 # INSERTs kept for the SELECTs they wrap: rules x kinds of scope, with room for reloads.
 KEPT_INSERTS = 256
 
@@ -123,9 +116,9 @@ class Ledger:
                 .from_select(LEDGER_COLUMNS, rows)
                 .on_conflict_do_nothing(index_elements=LEDGER_KEY)
             )
-            if dialect == "postgresql":
-                # The sequence may interleave other sessions' rows: take the ids themselves.
-                statement = statement.returning(deliveries.c.id, deliveries.c.status)
+            # One statement that also says what it wrote: counting the rows afterwards took
+            # two more per rule and tick (SQLite's changes(), then a count by status).
+            statement = statement.returning(deliveries.c.id, deliveries.c.status)
             kept = self._inserts[id(rows)] = (rows, statement)
         return kept[1]
 
@@ -188,22 +181,18 @@ def _insert_decided(
 ) -> tuple[ColumnElement[bool], Decided]:
     """Run one INSERT ... SELECT into the ledger: which rows it wrote (a condition on their
     ids), and how many by status."""
+    rows = connection.execute(statement, params).all()
+    decided = Decided(Counter(row.status for row in rows))
+    if not rows:
+        return false(), decided
+    ids = [row.id for row in rows]
     if connection.dialect.name == "postgresql":
-        rows = connection.execute(statement, params).all()
-        ids = literal([row.id for row in rows], postgresql.ARRAY(BigInteger()))
-        return deliveries.c.id == any_(ids), Decided(Counter(row.status for row in rows))
-    # SQLite has one writer at a time and numbers new rows after the last one: the rows this
-    # statement wrote are the range that ends at its last rowid. Counting them there is
-    # cheaper than fetching them back with RETURNING.
-    last = connection.execute(statement, params).lastrowid
-    # Not the cursor's rowcount: sqlite3 reports -1 for a statement that starts with WITH.
-    count = int(connection.execute(CHANGES).scalar_one())
-    if count <= 0 or last is None:
-        return false(), Decided(Counter())
-    first = last - count + 1
-    counted = connection.execute(BY_STATUS, {"first": first, "last": last})
-    written = deliveries.c.id.between(first, last)
-    return written, Decided(Counter({row[0]: row[1] for row in counted}))
+        # The sequence may interleave other sessions' rows: name the ids themselves.
+        listed = literal(ids, postgresql.ARRAY(BigInteger()))
+        return deliveries.c.id == any_(listed), decided
+    # SQLite has one writer at a time and numbers new rows after the last one: the rows
+    # this statement wrote are one range, however many (no list of ids to bind).
+    return deliveries.c.id.between(min(ids), max(ids)), decided
 
 
 def _delivery_row(p: Planned, now: datetime) -> dict[str, Any]:
