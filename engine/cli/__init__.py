@@ -4,10 +4,10 @@ One module per family of commands; importing them registers them on the `cli` gr
 
 from __future__ import annotations
 
-from engine.cli import core, demo, replay, reports, tokens
+from engine.cli import core, demo, replay, reports, send_test, tokens
 from engine.cli.base import cli
 
-__all__ = ["cli", "core", "demo", "main", "replay", "reports", "tokens"]
+__all__ = ["cli", "core", "demo", "main", "replay", "reports", "send_test", "tokens"]
 
 
 def main() -> None:

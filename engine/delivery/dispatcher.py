@@ -29,7 +29,7 @@ from engine.config import RetryConfig
 from engine.delivery.commits import GroupCommit
 from engine.delivery.compose import Composer
 from engine.delivery.feed import Feed
-from engine.delivery.mail import MailTransport, SessionTransport, build_message
+from engine.delivery.mail import MailTransport, SessionTransport
 from engine.delivery.outcome import Outcomes, Suppress, backoff
 from engine.errors import TemplateError
 from engine.model import Due, Status
@@ -252,24 +252,19 @@ class Dispatcher:
             rule = self.rules.get(item.rule_id)
         except KeyError:
             return self.outcomes.fail(item, now, f"rule {item.rule_id!r} is no longer defined")
-        context = self.composer.context(
-            rule,
-            item.user,
-            item.anchor_at,
-            item.anchor_properties,
-            item.guide_id,
-            item.guide_expires_at,
-        )
         try:
-            rendered = self.composer.render(item.email_template, context)
+            return self.composer.message(
+                rule,
+                item.email_template,
+                item.user,
+                (item.anchor_at, item.anchor_properties),
+                (item.guide_id, item.guide_expires_at),
+                to=item.email_to,
+                message_id=item.message_id,
+                now=now,
+            )
         except TemplateError as exc:
             return self.outcomes.fail(item, now, f"render error: {exc}")
-        # The token is timestamped: the header must carry the very link the bodies show.
-        unsubscribe = str(context["unsubscribe_url"])
-        envelope = self.composer.envelope(
-            item.email_to, item.message_id, rendered, now, unsubscribe
-        )
-        return build_message(envelope)
 
     def _hand_over(self, item: Due, message: EmailMessage, clock: Callable[[], datetime]) -> Finish:
         """Send one message (its row is `sending`); its outcome, stamped with the time the
