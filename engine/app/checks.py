@@ -11,7 +11,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.app.signing_key import verdict
 from engine.config import Config
-from engine.delivery.render import Renderer, email_context
+from engine.delivery.locales import missing_parts
+from engine.delivery.render import PARTS, Renderer, email_context
 from engine.errors import Problem, RuleError, TemplateError
 from engine.rules.language import RuleSet, load_rules
 from engine.rules.lint import Finding, lint
@@ -162,7 +163,9 @@ def validate(
     if not config.templates_dir.is_dir():
         result.problems.append(Problem("templates directory not found", str(config.templates_dir)))
     for name in sorted(names):
-        result.problems.extend(_render_samples(renderer, name, config))
+        for locale in [None, *renderer.locales(name)]:
+            result.problems.extend(_render_samples(renderer, name, config, locale))
+        result.findings.extend(_missing_translations(renderer, name))
     try:
         rules = load_rules(
             config.rules_dir,
@@ -176,7 +179,23 @@ def validate(
     return result, rules, renderer
 
 
-def _render_samples(renderer: Renderer, name: str, config: Config) -> list[Problem]:
+def _missing_translations(renderer: Renderer, name: str) -> list[Finding]:
+    return [
+        Finding(
+            "warning",
+            "missing-translation",
+            f"translation {path.parent.name!r} of template {name!r} has no {path.name}: "
+            "that part is sent from the next fallback (base language, else the default)",
+            file=str(path),
+        )
+        for path in missing_parts(renderer.directory / name, PARTS)
+    ]
+
+
+def _render_samples(
+    renderer: Renderer, name: str, config: Config, locale: str | None = None
+) -> list[Problem]:
+    """Every sample user, with and without a guide, in `locale` (None: the default)."""
     for sample in SAMPLES:
         user = sample.user
         for guide in ("sample_guide", None):
@@ -196,13 +215,15 @@ def _render_samples(renderer: Renderer, name: str, config: Config) -> list[Probl
                 unsubscribe_url="https://example.com/unsubscribe/sample",
             )
             try:
-                rendered = renderer.render(name, context)
+                rendered = renderer.render(name, context, locale)
             except TemplateError as exc:
                 where = f"{config.templates_dir}/{exc}"
                 return [Problem(f"{where} (sample user {user['id']!r})")]
             missing = _missing_unsubscribe(rendered.text, rendered.html, context)
             if missing:
-                return [Problem(missing, str(config.templates_dir / name))]
+                translated = renderer.locales(name).get(locale) if locale else None
+                folder = config.templates_dir / name / (translated or "")
+                return [Problem(missing, str(folder))]
     return []
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from engine.config import Config
 from engine.decide.firing import Planned, anchor_name
 from engine.delivery.envelope import Envelope
+from engine.delivery.locales import user_locale
 from engine.delivery.mail import build_message
 from engine.delivery.render import RenderedEmail, Renderer, email_context
 from engine.delivery.tokens import unsubscribe_url
@@ -73,7 +74,8 @@ class Composer:
         )
 
     def render(self, template: str, context: dict[str, Any]) -> RenderedEmail:
-        return self.renderer.render(template, context)
+        """In the recipient's locale, where the template has a translation for it."""
+        return self.renderer.render(template, context, user_locale(context["user"]))
 
     def render_planned(self, rule: Rule, planned: Planned) -> RenderedEmail:
         """The email a dry run shows for a planned row: the very one the dispatcher sends."""
