@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.app.signing_key import verdict
 from engine.config import Config
-from engine.delivery.locales import missing_parts
-from engine.delivery.render import PARTS, Renderer, email_context
+from engine.delivery.render import Renderer, email_context
 from engine.errors import Problem, RuleError, TemplateError
 from engine.rules.language import RuleSet, load_rules
 from engine.rules.lint import Finding, lint
@@ -186,9 +186,9 @@ def _missing_translations(renderer: Renderer, name: str) -> list[Finding]:
             "missing-translation",
             f"translation {path.parent.name!r} of template {name!r} has no {path.name}: "
             "that part is sent from the next fallback (base language, else the default)",
-            file=str(path),
+            file=str(renderer.directory / path),
         )
-        for path in missing_parts(renderer.directory / name, PARTS)
+        for path in map(Path, renderer.missing_translations(name))
     ]
 
 

@@ -7,8 +7,7 @@ matched without regard to case or to `_` versus `-`."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Collection, Mapping
 from typing import Any
 
 # A language of 2-3 letters, then subtags of 2-8 letters or digits: also what a directory may
@@ -52,24 +51,26 @@ def user_locale(user: Mapping[str, Any]) -> str | None:
     return normalize(traits.get("locale")) if isinstance(traits, Mapping) else None
 
 
-def locale_dirs(template: Path) -> dict[str, str]:
-    """The template's translations: normalised tag -> directory name."""
-    if not template.is_dir():
-        return {}
+def locale_dirs(name: str, files: Collection[str]) -> dict[str, str]:
+    """Template `name`'s translations among `files` (template paths, `name/es/body.txt`):
+    normalised tag -> directory name."""
     found: dict[str, str] = {}
-    for entry in sorted(template.iterdir()):
-        tag = normalize(entry.name) if entry.is_dir() else None
-        if tag is not None:
-            found.setdefault(tag, entry.name)
+    for path in sorted(files):
+        parts = path.split("/")
+        if len(parts) == 3 and parts[0] == name:
+            tag = normalize(parts[1])
+            if tag is not None:
+                found.setdefault(tag, parts[1])
     return found
 
 
-def missing_parts(template: Path, parts: tuple[str, ...]) -> list[Path]:
+def missing_parts(name: str, files: Collection[str], parts: tuple[str, ...]) -> list[str]:
     """The files a translation lacks that the default has: that part goes out in the next
     fallback's language (`check` warns of each)."""
+    present = set(files)
     return [
-        template / directory / part
-        for directory in locale_dirs(template).values()
+        f"{name}/{directory}/{part}"
+        for directory in locale_dirs(name, present).values()
         for part in parts
-        if (template / part).is_file() and not (template / directory / part).is_file()
+        if f"{name}/{part}" in present and f"{name}/{directory}/{part}" not in present
     ]

@@ -16,7 +16,7 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 
 from engine.delivery.bounds import BoundedEnvironment, RenderLimits
-from engine.delivery.locales import fallbacks, locale_dirs
+from engine.delivery.locales import fallbacks, locale_dirs, missing_parts
 from engine.errors import TemplateError as RenderError
 from engine.model import USER_FIELDS
 
@@ -53,20 +53,33 @@ class Renderer:
             keep_trailing_newline=True,
             limits=limits,
         )
-        # Read once per template and locale chain (a reload builds a new Renderer): the
-        # dispatch renders thousands of emails, and each look-up would be three stat calls.
+        # Read once (a reload builds a new Renderer, or swaps its loader for a snapshot, before
+        # any render): the dispatch renders thousands of emails, and looking each part up on
+        # disk would be three stat calls; and the snapshot, not the disk, is what renders.
+        self._files: frozenset[str] | None = None
         self._locales: dict[str, dict[str, str]] = {}
         self._parts: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
 
     def names(self) -> set[str]:
         return template_names(self.directory)
 
+    def files(self) -> frozenset[str]:
+        """Every template path the loader has (`name/es/body.txt`)."""
+        if self._files is None:
+            loader = self.env.loader
+            self._files = frozenset(loader.list_templates() if loader is not None else ())
+        return self._files
+
     def locales(self, name: str) -> dict[str, str]:
         """The template's translations: normalised tag -> directory name."""
         found = self._locales.get(name)
         if found is None:
-            found = self._locales[name] = locale_dirs(self.directory / name)
+            found = self._locales[name] = locale_dirs(name, self.files())
         return found
+
+    def missing_translations(self, name: str) -> list[str]:
+        """The parts the template's translations lack (each falls back alone)."""
+        return missing_parts(name, self.files(), PARTS)
 
     def parts(self, name: str, locale: str | None = None) -> dict[str, str]:
         """Each part's template path for `locale`: its own translation, its base language's,
@@ -75,13 +88,10 @@ class Renderer:
         chain = tuple(known[tag] for tag in fallbacks(locale) if tag in known)
         paths = self._parts.get((name, chain))
         if paths is None:
+            files = self.files()
             paths = {
                 part: next(
-                    (
-                        f"{name}/{directory}/{part}"
-                        for directory in chain
-                        if (self.directory / name / directory / part).is_file()
-                    ),
+                    (f"{name}/{d}/{part}" for d in chain if f"{name}/{d}/{part}" in files),
                     f"{name}/{part}",
                 )
                 for part in PARTS

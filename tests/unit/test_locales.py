@@ -11,6 +11,7 @@ import pytest
 
 from engine.app.checks import validate
 from engine.config import Config
+from engine.daemon.reload import frozen_renderer
 from engine.delivery.locales import fallbacks, missing_parts, normalize, user_locale
 from engine.delivery.render import PARTS, Renderer, email_context
 from engine.errors import TemplateError
@@ -118,6 +119,13 @@ def test_each_part_comes_from_the_most_specific_translation_that_has_it(
     assert (rendered.subject, rendered.text, rendered.html) == (subject, text, html)
 
 
+def test_a_frozen_renderer_resolves_from_its_snapshot_not_the_disk(templates: Path) -> None:
+    renderer = frozen_renderer(templates)
+    (templates / "welcome" / "es-MX" / "body.txt").write_text("unvalidated {{ x.y }}")
+    rendered = renderer.render("welcome", context(), "es-MX")  # a reload has not swapped it in
+    assert rendered.text == "Hola Ana\n"
+
+
 def test_a_translation_is_no_template_of_its_own(templates: Path) -> None:
     assert Renderer(templates).names() == {"welcome"}
     assert Renderer(templates).locales("welcome") == {"es": "es", "es-MX": "es-MX"}
@@ -131,11 +139,12 @@ def test_a_broken_translation_names_its_own_file(templates: Path) -> None:
 
 
 def test_missing_parts_are_those_the_default_has(templates: Path) -> None:
-    missing = missing_parts(templates / "welcome", PARTS)
-    assert missing == [
-        templates / "welcome" / "es-MX" / "body.txt",
-        templates / "welcome" / "es-MX" / "body.html",
+    assert Renderer(templates).missing_translations("welcome") == [
+        "welcome/es-MX/body.txt",
+        "welcome/es-MX/body.html",
     ]
+    files = {"w/subject.txt", "w/body.txt", "w/fr/subject.txt", "w/notes/x.txt"}
+    assert missing_parts("w", files, PARTS) == ["w/fr/body.txt"]
 
 
 def config_for(tmp_path: Path, templates: Path) -> Config:
