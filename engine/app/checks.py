@@ -11,8 +11,10 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.app.signing_key import verdict
+from engine.app.webhook_secret import verdict as webhook_verdict
 from engine.config import Config
 from engine.delivery.render import Renderer, email_context
+from engine.delivery.webhook_body import render_body, webhook_names
 from engine.errors import Problem, RuleError, TemplateError
 from engine.rules.language import RuleSet, load_rules
 from engine.rules.lint import Finding, lint
@@ -112,6 +114,9 @@ def check(config: Config) -> CheckResult:
         result.findings.append(Finding(key.severity, "secret-key", key.message))
     if rules is None:
         return result
+    hooks = webhook_verdict(config, rules)
+    if hooks.severity is not None:
+        result.findings.append(Finding(hooks.severity, "webhook-secret", hooks.message))
     has_accounts: bool | None = None
     if any(rule.uses_account for rule in rules.enabled):
         try:
@@ -162,6 +167,10 @@ def validate(
     result.templates = len(names)
     if not config.templates_dir.is_dir():
         result.problems.append(Problem("templates directory not found", str(config.templates_dir)))
+    hooks = webhook_names(config.templates_dir)
+    result.templates += len(hooks)
+    for name in sorted(hooks):
+        result.problems.extend(_render_webhook_samples(renderer, name, config))
     for name in sorted(names):
         for locale in [None, *renderer.locales(name)]:
             result.problems.extend(_render_samples(renderer, name, config, locale))
@@ -172,6 +181,7 @@ def validate(
             default_expires=config.defaults.expires,
             templates=names,
             activation_event=config.reports.activation_event,
+            webhooks=config.webhook_policy(webhook_names(config.templates_dir)),
         )
         result.rules = len(rules.rules)
     except RuleError as exc:
@@ -192,6 +202,34 @@ def _missing_translations(renderer: Renderer, name: str) -> list[Finding]:
     ]
 
 
+def _render_webhook_samples(renderer: Renderer, name: str, config: Config) -> list[Problem]:
+    """A webhook body against every sample user: it must render, and be JSON."""
+    for sample in SAMPLES:
+        try:
+            render_body(renderer, name, _sample_context(sample, config, "sample_guide"))
+        except TemplateError as exc:
+            return [Problem(f"{config.templates_dir}/{exc} (sample user {sample.user['id']!r})")]
+    return []
+
+
+def _sample_context(sample: Sample, config: Config, guide: str | None) -> dict[str, Any]:
+    return email_context(
+        user=sample.user,
+        account=sample.account,
+        inviter=sample.inviter,
+        rule_id="sample-rule",
+        rule_description="A sample rule",
+        anchor_name="workflow_started",
+        anchor_at=SAMPLE_AT,
+        anchor_properties={"direction": "ingest"},
+        guide_id=guide,
+        guide_expires_at=SAMPLE_AT + timedelta(days=7) if guide else None,
+        links=config.links,
+        brand=config.brand.model_dump(),
+        unsubscribe_url="https://example.com/unsubscribe/sample",
+    )
+
+
 def _render_samples(
     renderer: Renderer, name: str, config: Config, locale: str | None = None
 ) -> list[Problem]:
@@ -199,21 +237,7 @@ def _render_samples(
     for sample in SAMPLES:
         user = sample.user
         for guide in ("sample_guide", None):
-            context = email_context(
-                user=user,
-                account=sample.account,
-                inviter=sample.inviter,
-                rule_id="sample-rule",
-                rule_description="A sample rule",
-                anchor_name="workflow_started",
-                anchor_at=SAMPLE_AT,
-                anchor_properties={"direction": "ingest"},
-                guide_id=guide,
-                guide_expires_at=SAMPLE_AT + timedelta(days=7) if guide else None,
-                links=config.links,
-                brand=config.brand.model_dump(),
-                unsubscribe_url="https://example.com/unsubscribe/sample",
-            )
+            context = _sample_context(sample, config, guide)
             try:
                 rendered = renderer.render(name, context, locale)
             except TemplateError as exc:

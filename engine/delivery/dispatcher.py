@@ -109,7 +109,7 @@ class Dispatcher:
 
         `should_stop` is asked before each claim and each send: a stopping daemon finishes the
         sends in flight and hands the rest of its claimed batch back to the queue."""
-        clock = _clock(now)
+        clock = clock_of(now)
         outcome: Counter[str] = Counter()
         self._write_what_an_outage_held_back()
         outcome.update(recover(self.outbox, self.retry, clock()))
@@ -282,7 +282,14 @@ class Dispatcher:
         return clock()
 
 
-def recover(outbox: OutboxStore, retry: RetryConfig, now: datetime) -> Counter[str]:
+class Stale(Protocol):
+    """What recovering abandoned claims needs of a queue (the emails' or the webhooks')."""
+
+    def requeue_stale_claims(self, now: datetime, lease: timedelta) -> int: ...
+    def expire_stale_claims(self, now: datetime, lease: timedelta, *, resend: bool) -> int: ...
+
+
+def recover(outbox: Stale, retry: RetryConfig, now: datetime) -> Counter[str]:
     """Claims a stopped dispatcher left behind: unsent ones go back to the queue, those it
     was handing over become `unknown` (or, when the operator opted in, `pending`)."""
     outcome: Counter[str] = Counter()
@@ -305,7 +312,7 @@ def recover(outbox: OutboxStore, retry: RetryConfig, now: datetime) -> Counter[s
     return outcome
 
 
-def _clock(now: datetime | Clock) -> Callable[[], datetime]:
+def clock_of(now: datetime | Clock) -> Callable[[], datetime]:
     """A fixed `now` (a one-shot tick, a replay's simulated time) or a clock read at each
     claim and send, so that a drain longer than the sending lease stamps each row with the
     time it was really claimed and handed over (a daemon)."""

@@ -112,6 +112,11 @@ class Renderer:
             raise RenderError(f"{paths['subject.txt']}: the subject rendered empty")
         return RenderedEmail(subject, out["body.txt"].strip() + "\n", out["body.html"])
 
+    def render_one(self, path: str, context: Mapping[str, Any]) -> str:
+        """One template file (a webhook's body), under the same bounds as an email."""
+        with self.env.deadline():
+            return self._render_parts({path: path}, context)[path]
+
     def _render_parts(self, paths: Mapping[str, str], context: Mapping[str, Any]) -> dict[str, str]:
         out = {}
         for part, path in paths.items():
