@@ -25,7 +25,7 @@ from engine.delivery.dispatcher import Dispatcher
 from engine.delivery.mail import MailTransport
 from engine.delivery.render import RenderedEmail, Renderer
 from engine.delivery.webhook_dispatch import WebhookDispatcher
-from engine.delivery.webhook_http import HttpxSender, SimulatedSender, WebhookSender
+from engine.delivery.webhook_http import HttpxSender, SimulatedSender, WebhookSender, host_of
 from engine.errors import TemplateError
 from engine.model import Status
 from engine.rules.language import Rule, RuleSet
@@ -81,6 +81,7 @@ class Preview:
     planned: Planned
     rendered: RenderedEmail | None
     render_error: str | None
+    webhook_host: str | None = None  # a webhook row's receiver (its URL may be a secret)
 
 
 class Runner:
@@ -266,6 +267,10 @@ class Runner:
         return previews
 
     def _preview(self, planned: Planned) -> Preview:
+        if planned.sends_webhook:
+            webhook = self.rules.get(planned.rule_id).send.webhook
+            host = host_of(webhook.url) if webhook is not None else None
+            return Preview(planned, None, None, host)
         if not planned.email_template or planned.status is Status.HELD_OUT:
             return Preview(planned, None, None)
         try:
