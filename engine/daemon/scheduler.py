@@ -181,8 +181,8 @@ def schedule(
     lock: threading.Lock | None = None,
 ) -> None:
     """The jobs (evaluation, email dispatch, webhook dispatch) coalesce missed runs into one
-    and never overlap themselves: after a pause
-    (a suspended process, a slow tick) the next run catches up once, not in a burst.
+    and never overlap themselves: after a pause (a suspended process, a slow tick) the next
+    run catches up once, not in a burst.
 
     Evaluation starts at once; the first dispatch comes one dispatch interval later, so that
     a start always evaluates before it sends (what is due goes out in that first dispatch)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import logging
 import socket
+import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -290,3 +292,38 @@ def test_no_secret_reaches_the_logs_or_the_ledger(
         assert secret not in caplog.text
         assert secret not in ledger
     assert "127.0.0.1" in caplog.text  # the host is what the logs say
+
+
+class StuckSender:
+    """A receiver that does not answer until the test lets it."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def post(self, url: str, headers: dict[str, str], body: bytes) -> str:
+        self.entered.set()
+        self.release.wait()
+        return "HTTP 200 OK"
+
+
+def test_a_stuck_receiver_does_not_hold_up_the_emails(
+    tmp_path: Path, store: Store, server: WebhookServer
+) -> None:
+    stuck = StuckSender()
+    runner, transport = make_runner(tmp_path, store, server.url + "/h", sender=stuck)
+    add_users(store, "u1")
+    runner.tick(NOW, dispatch=False)
+    outcome: list[Counter[str]] = []
+    # The daemon's webhooks job, in a thread of its own as APScheduler runs it.
+    hooks = threading.Thread(target=lambda: outcome.append(runner.dispatch_webhooks(NOW)))
+    hooks.start()
+    try:
+        assert stuck.entered.wait(timeout=30)
+        assert webhook_rows(store)[0]["status"] == "sending"
+        assert runner.dispatch(NOW) == {"sent": 1}  # while the webhook is still in flight
+        assert len(transport.messages) == 1
+    finally:
+        stuck.release.set()
+        hooks.join()
+    assert outcome == [Counter({"sent": 1})]
