@@ -207,10 +207,10 @@ class TimingRenderer(Renderer):
         super().__init__(directory)
         self.recorder = recorder
 
-    def render(self, name: str, context: Any) -> RenderedEmail:
+    def render(self, name: str, context: Any, locale: str | None = None) -> RenderedEmail:
         started = self.recorder.begin("render")
         try:
-            return super().render(name, context)
+            return super().render(name, context, locale)
         finally:
             self.recorder.end("render", started)
 

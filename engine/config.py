@@ -7,9 +7,10 @@ module keeps that so that every error says where to look."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
@@ -34,6 +35,7 @@ from sqlalchemy.exc import ArgumentError
 from engine.durations import parse_duration
 from engine.errors import ConfigError, Problem
 from engine.rules.quiet_hours import QuietHours
+from engine.rules.webhooks import WebhookPolicy
 from engine.rules.yamlsource import Located, load_yaml, read_source
 
 ENV_PREFIX = "LIFECYCLE_"
@@ -249,6 +251,61 @@ class ApiConfig(_Section):
     rate_limit_burst: int | None = Field(default=None, ge=1)  # default: one second's worth
 
 
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+class WebhooksConfig(_Section):
+    """The webhook channel (`send.webhook` in rules): how requests are signed (Standard
+    Webhooks), where plain http may go, the named endpoints rules refer to as `$name`, and
+    how long a request and a dispatch pass may take."""
+
+    # `whsec_` + base64 of 24 to 64 random bytes; set LIFECYCLE_WEBHOOKS__SECRET. The one
+    # config.yaml ships is public: `run` and `tick` refuse it outside development.
+    secret: str = ""
+    allow_insecure_dev_secret: bool = False  # development only: sign with a weak secret
+    allow_http: list[str] = Field(default_factory=list)  # hosts beyond loopback
+    endpoints: dict[str, str] = Field(default_factory=dict)  # name -> URL (often a secret)
+    connect_timeout: Duration = timedelta(seconds=5)
+    read_timeout: Duration = timedelta(seconds=10)
+    # One dispatch pass stops claiming after this long: a slow receiver delays only its own
+    # queue, and a stopping daemon is never held for long.
+    pass_time: Duration = timedelta(seconds=30)
+    retry: RetryConfig = RetryConfig(first_delay=timedelta(seconds=30))
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_form(cls, value: str) -> str:
+        # Never quotes the value: it is a secret.
+        if value and not _is_whsec(value):
+            raise ValueError(
+                f"must be {WEBHOOK_SECRET_PREFIX} followed by base64 (e.g. "
+                "python -c 'import base64, secrets; "
+                'print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())\')'
+            )
+        return value
+
+    @field_validator("connect_timeout", "read_timeout", "pass_time")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0")
+        return value
+
+    @field_validator("allow_http")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return [host.strip().lower() for host in value if host.strip()]
+
+
+def _is_whsec(value: str) -> bool:
+    if not value.startswith(WEBHOOK_SECRET_PREFIX):
+        return False
+    try:
+        return bool(base64.b64decode(value[len(WEBHOOK_SECRET_PREFIX) :], validate=True))
+    except ValueError:
+        return False
+
+
 def _trait_names(value: Any) -> Any:
     return (value,) if isinstance(value, str) else value
 
@@ -337,6 +394,7 @@ class Config(_Section):
     api: ApiConfig = ApiConfig()
     ingest: IngestConfig = IngestConfig()
     reports: ReportsConfig = ReportsConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     def resolve(self, path: Path) -> Path:
@@ -353,6 +411,12 @@ class Config(_Section):
     @property
     def outbox_dir(self) -> Path:
         return self.resolve(self.mail.outbox)
+
+    def webhook_policy(self, templates: Collection[str] | None = None) -> WebhookPolicy:
+        """What rules may do with webhooks here; `templates`: the body templates there are
+        (None: not checked)."""
+        hooks = self.webhooks
+        return WebhookPolicy(frozenset(hooks.allow_http), dict(hooks.endpoints), templates)
 
     @property
     def migration_dirs(self) -> list[Path]:

@@ -128,3 +128,22 @@ class Due:
     guide_expires_at: datetime | None
     attempts: int
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class WebhookDue:
+    """A claimed webhook delivery with what rendering and signing it needs: the ledger key
+    (rule, subject, occurrence) names the message to its receiver."""
+
+    id: int
+    rule_id: str
+    subject: str
+    occurrence: str
+    user: dict[str, Any]
+    body_template: str
+    anchor_at: datetime
+    anchor_properties: dict[str, Any]
+    guide_id: str | None
+    guide_expires_at: datetime | None
+    attempts: int
+    created_at: datetime

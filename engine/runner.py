@@ -25,6 +25,8 @@ from engine.delivery.compose import Composer
 from engine.delivery.dispatcher import Dispatcher
 from engine.delivery.mail import MailTransport
 from engine.delivery.render import RenderedEmail, Renderer
+from engine.delivery.webhook_dispatch import WebhookDispatcher
+from engine.delivery.webhook_http import HttpxSender, SimulatedSender, WebhookSender, host_of
 from engine.errors import TemplateError
 from engine.model import Status
 from engine.rules.language import Rule, RuleSet
@@ -50,6 +52,7 @@ class TickReport:
     now: datetime
     written: Counter[str] = field(default_factory=Counter)  # "rule_id/status" -> rows
     dispatched: Counter[str] = field(default_factory=Counter)  # status -> emails
+    webhooks: Counter[str] = field(default_factory=Counter)  # status -> webhooks
     # How each rule was evaluated: "full", "incremental" (over the touched users) or "idle"
     # (nobody touched: no statement ran) -> rules.
     evaluations: Counter[str] = field(default_factory=Counter)
@@ -81,6 +84,7 @@ class Preview:
     planned: Planned
     rendered: RenderedEmail | None
     render_error: str | None
+    webhook_host: str | None = None  # a webhook row's receiver (its URL may be a secret)
 
 
 class Runner:
@@ -96,6 +100,7 @@ class Runner:
         metrics: Metrics | None = None,
         set_based: bool = True,
         incremental: bool = True,
+        webhook_sender: WebhookSender | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -121,6 +126,21 @@ class Runner:
             metrics=metrics,
             sessions=config.mail.smtp.sessions,
         )
+        hooks = config.webhooks
+        self.webhook_sender = webhook_sender or HttpxSender(
+            connect=hooks.connect_timeout, read=hooks.read_timeout
+        )
+        self.webhooks = WebhookDispatcher(
+            outbox=store.webhooks,
+            rules=rules,
+            composer=self.composer,
+            sender=self.webhook_sender,
+            secret=hooks.secret,
+            retry=hooks.retry,
+            pass_time=hooks.pass_time,
+            random=random,
+            metrics=metrics,
+        )
         self._rules = rules
         self._decide = partial(
             decide,
@@ -139,6 +159,7 @@ class Runner:
     def rules(self, rules: RuleSet) -> None:
         self._rules = rules
         self.dispatcher.rules = rules
+        self.webhooks.rules = rules
         self._fingerprints.clear()  # the old rules' objects go with them
         self._statements.clear()
 
@@ -162,8 +183,10 @@ class Runner:
         transport: MailTransport | None = None,
     ) -> Runner:
         """The same runner over another store, rule set or transport: replays tick against an
-        isolated store, diffs against another rule set, simulations through a fake mailer.
-        Its dispatcher is new: another store's writes must not land in this one."""
+        isolated store, diffs against another rule set, simulations through a fake mailer
+        (and then no webhook reaches a real receiver either). Its dispatchers are new:
+        another store's writes must not land in this one."""
+        simulated = transport is not None or store is not None
         return Runner(
             store=store or self.store,
             rules=rules or self.rules,
@@ -174,6 +197,7 @@ class Runner:
             metrics=self.metrics,
             set_based=self.set_based,
             incremental=self.incremental,
+            webhook_sender=SimulatedSender() if simulated else self.webhook_sender,
         )
 
     def dispatch(
@@ -185,6 +209,13 @@ class Runner:
     ) -> Counter[str]:
         """Send every due email (`engine.delivery.dispatcher`)."""
         return self.dispatcher.dispatch(now, batch_size=batch_size, should_stop=should_stop)
+
+    def dispatch_webhooks(
+        self, now: datetime | Clock, *, should_stop: Callable[[], bool] = lambda: False
+    ) -> Counter[str]:
+        """Send every due webhook, within `webhooks.pass_time`
+        (`engine.delivery.webhook_dispatch`)."""
+        return self.webhooks.dispatch(now, should_stop=should_stop)
 
     # ---- evaluation --------------------------------------------------------------------
 
@@ -242,6 +273,10 @@ class Runner:
         return previews
 
     def _preview(self, planned: Planned) -> Preview:
+        if planned.sends_webhook:
+            webhook = self.rules.get(planned.rule_id).send.webhook
+            host = host_of(webhook.url) if webhook is not None else None
+            return Preview(planned, None, None, host)
         if not planned.email_template or planned.status is Status.HELD_OUT:
             return Preview(planned, None, None)
         try:
@@ -299,6 +334,8 @@ class Runner:
                 log.exception("refreshing the ledger's statistics after %d rows failed", written)
         if dispatch:
             report.dispatched.update(self.dispatch(now, should_stop=should_stop))
+            # After the emails: a slow receiver delays this tick's end, never an email.
+            report.webhooks.update(self.dispatch_webhooks(now, should_stop=should_stop))
         if self.metrics is not None:
             self.metrics.ticks.inc()
             self.metrics.tick_duration.observe(time.perf_counter() - started)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.app.signing_key import verdict
+from engine.app.webhook_secret import verdict as webhook_verdict
 from engine.config import Config
 from engine.delivery.render import Renderer, email_context
+from engine.delivery.webhook_body import render_body, webhook_names
 from engine.errors import Problem, RuleError, TemplateError
 from engine.rules.language import RuleSet, load_rules
 from engine.rules.lint import Finding, lint
@@ -111,6 +114,9 @@ def check(config: Config) -> CheckResult:
         result.findings.append(Finding(key.severity, "secret-key", key.message))
     if rules is None:
         return result
+    hooks = webhook_verdict(config, rules)
+    if hooks.severity is not None:
+        result.findings.append(Finding(hooks.severity, "webhook-secret", hooks.message))
     has_accounts: bool | None = None
     if any(rule.uses_account for rule in rules.enabled):
         try:
@@ -161,14 +167,21 @@ def validate(
     result.templates = len(names)
     if not config.templates_dir.is_dir():
         result.problems.append(Problem("templates directory not found", str(config.templates_dir)))
+    hooks = webhook_names(config.templates_dir)
+    result.templates += len(hooks)
+    for name in sorted(hooks):
+        result.problems.extend(_render_webhook_samples(renderer, name, config))
     for name in sorted(names):
-        result.problems.extend(_render_samples(renderer, name, config))
+        for locale in [None, *renderer.locales(name)]:
+            result.problems.extend(_render_samples(renderer, name, config, locale))
+        result.findings.extend(_missing_translations(renderer, name))
     try:
         rules = load_rules(
             config.rules_dir,
             default_expires=config.defaults.expires,
             templates=names,
             activation_event=config.reports.activation_event,
+            webhooks=config.webhook_policy(webhook_names(config.templates_dir)),
         )
         result.rules = len(rules.rules)
     except RuleError as exc:
@@ -176,33 +189,65 @@ def validate(
     return result, rules, renderer
 
 
-def _render_samples(renderer: Renderer, name: str, config: Config) -> list[Problem]:
+def _missing_translations(renderer: Renderer, name: str) -> list[Finding]:
+    return [
+        Finding(
+            "warning",
+            "missing-translation",
+            f"translation {path.parent.name!r} of template {name!r} has no {path.name}: "
+            "that part is sent from the next fallback (base language, else the default)",
+            file=str(renderer.directory / path),
+        )
+        for path in map(Path, renderer.missing_translations(name))
+    ]
+
+
+def _render_webhook_samples(renderer: Renderer, name: str, config: Config) -> list[Problem]:
+    """A webhook body against every sample user: it must render, and be JSON."""
+    for sample in SAMPLES:
+        try:
+            render_body(renderer, name, _sample_context(sample, config, "sample_guide"))
+        except TemplateError as exc:
+            return [Problem(f"{config.templates_dir}/{exc} (sample user {sample.user['id']!r})")]
+    return []
+
+
+def _sample_context(sample: Sample, config: Config, guide: str | None) -> dict[str, Any]:
+    return email_context(
+        user=sample.user,
+        account=sample.account,
+        inviter=sample.inviter,
+        rule_id="sample-rule",
+        rule_description="A sample rule",
+        anchor_name="workflow_started",
+        anchor_at=SAMPLE_AT,
+        anchor_properties={"direction": "ingest"},
+        guide_id=guide,
+        guide_expires_at=SAMPLE_AT + timedelta(days=7) if guide else None,
+        links=config.links,
+        brand=config.brand.model_dump(),
+        unsubscribe_url="https://example.com/unsubscribe/sample",
+    )
+
+
+def _render_samples(
+    renderer: Renderer, name: str, config: Config, locale: str | None = None
+) -> list[Problem]:
+    """Every sample user, with and without a guide, in `locale` (None: the default)."""
     for sample in SAMPLES:
         user = sample.user
         for guide in ("sample_guide", None):
-            context = email_context(
-                user=user,
-                account=sample.account,
-                inviter=sample.inviter,
-                rule_id="sample-rule",
-                rule_description="A sample rule",
-                anchor_name="workflow_started",
-                anchor_at=SAMPLE_AT,
-                anchor_properties={"direction": "ingest"},
-                guide_id=guide,
-                guide_expires_at=SAMPLE_AT + timedelta(days=7) if guide else None,
-                links=config.links,
-                brand=config.brand.model_dump(),
-                unsubscribe_url="https://example.com/unsubscribe/sample",
-            )
+            context = _sample_context(sample, config, guide)
             try:
-                rendered = renderer.render(name, context)
+                rendered = renderer.render(name, context, locale)
             except TemplateError as exc:
                 where = f"{config.templates_dir}/{exc}"
                 return [Problem(f"{where} (sample user {user['id']!r})")]
             missing = _missing_unsubscribe(rendered.text, rendered.html, context)
             if missing:
-                return [Problem(missing, str(config.templates_dir / name))]
+                translated = renderer.locales(name).get(locale) if locale else None
+                folder = config.templates_dir / name / (translated or "")
+                return [Problem(missing, str(folder))]
     return []
 
 

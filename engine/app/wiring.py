@@ -13,6 +13,7 @@ from engine.config import Config
 from engine.delivery.mail import ConsoleTransport, FileOutbox, MailTransport
 from engine.delivery.render import Renderer
 from engine.delivery.smtp import SmtpTransport
+from engine.delivery.webhook_body import webhook_names
 from engine.errors import LifecycleError
 from engine.rules.language import RuleSet, load_rules
 from engine.runner import Runner
@@ -89,6 +90,7 @@ def load_rule_set(config: Config, renderer: Renderer) -> RuleSet:
         default_expires=config.defaults.expires,
         templates=renderer.names(),
         activation_event=config.reports.activation_event,
+        webhooks=config.webhook_policy(webhook_names(config.templates_dir)),
     )
 
 

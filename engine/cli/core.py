@@ -17,6 +17,7 @@ from rich.markup import escape
 from engine.app.checks import CheckResult
 from engine.app.checks import check as run_check
 from engine.app.signing_key import require_signing_key
+from engine.app.webhook_secret import require_webhook_secret
 from engine.app.wiring import App
 from engine.cli.base import Instant, State, cli, err, friendly_errors, out
 from engine.cli.fit import Column, fitted_table
@@ -159,6 +160,7 @@ def _check_rule_ids(app: App, rule_ids: tuple[str, ...]) -> None:
 def tick(state: State, at: datetime | None, full: bool) -> None:
     """One real evaluation and dispatch pass, then exit (for cron and tests)."""
     app = state.app()
+    _webhook_secret_or_exit(app)
     report = app.runner.tick(at or SystemClock().now(), full=full)
     app.runner.prune()
     if report.written:
@@ -171,6 +173,9 @@ def tick(state: State, at: datetime | None, full: bool) -> None:
         + (f", outbox {app.config.outbox_dir}" if app.config.mail.transport == "file" else "")
         + ")"
     )
+    if report.webhooks:
+        hooks = ", ".join(f"{k}: {v}" for k, v in sorted(report.webhooks.items()))
+        out.print(f"Webhooks dispatched: {hooks}")
 
 
 @cli.command()
@@ -325,6 +330,7 @@ def run(state: State, no_api: bool, full: bool) -> None:
     config = state.config()
     _signing_key_or_exit(config, None if no_api else config.api.host)
     app, clock = state.app(), SystemClock()
+    _webhook_secret_or_exit(app)
     app.runner.incremental = not full
     stop = Stop()
     http = None
@@ -365,6 +371,14 @@ def api(state: State, host: str | None, port: int | None) -> None:
     store = state.store(config)
     http = create_app(store=store, config=config, clock=SystemClock())
     serve_api(http, host, config.api.port if port is None else port)
+
+
+def _webhook_secret_or_exit(app: App) -> None:
+    """Before anything is sent: webhooks signed with a secret anyone knows are an error
+    outside development (the webhook rules post beyond loopback), a warning within it."""
+    result = require_webhook_secret(app.config, app.rules)
+    if result.severity == "warning":
+        logging.getLogger("lifecycle").warning("%s", result.message)
 
 
 def _signing_key_or_exit(config: Config, host: str | None) -> None:

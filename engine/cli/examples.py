@@ -3,6 +3,8 @@ without one fails `tests/acceptance/test_cli_terminal.py`, not a reader looking 
 
 from __future__ import annotations
 
+import inspect
+
 import click
 
 EXAMPLES = {
@@ -32,6 +34,7 @@ EXAMPLES = {
     "report pql": "lifecycle report pql --by signup_source",
     "report questions": "lifecycle report questions --format json",
     "run": "lifecycle run",
+    "send-test": "lifecycle send-test --rule welcome-explorer --user omar --to me@example.com",
     "tick": "lifecycle tick --at 2026-03-03T09:00:00Z",
 }
 
@@ -51,4 +54,7 @@ def _add(command: click.Command, path: str) -> None:
     example = EXAMPLES[path]  # KeyError: give the new command its example above
     if example not in (command.help or ""):
         # \b keeps click from re-wrapping the example into the paragraph before it.
-        command.help = f"{command.help or ''}\n\n\b\nExample:\n  $ {example}"
+        # The docstring dedented first: click dedents by the least indented line, which
+        # the example's would otherwise be.
+        text = inspect.cleandoc(command.help or "")
+        command.help = f"{text}\n\n\b\nExample:\n  $ {example}"

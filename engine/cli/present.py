@@ -41,6 +41,10 @@ def preview_json(preview: Preview, *, show_body: bool = False) -> dict[str, Any]
             email["text"] = preview.rendered.text if preview.rendered else None
             email["html"] = preview.rendered.html if preview.rendered else None
     guide = {"id": p.guide_id, "expires_at": isoformat(p.guide_expires_at)} if p.guide_id else None
+    # The body and the host only: a webhook's URL may be a secret (a Slack one's is).
+    webhook = (
+        {"body": p.webhook_template, "host": preview.webhook_host} if p.sends_webhook else None
+    )
     return {
         "rule": p.rule_id,
         "user_id": p.user_id,
@@ -57,6 +61,7 @@ def preview_json(preview: Preview, *, show_body: bool = False) -> dict[str, Any]
         "send_at": isoformat(p.send_at),
         "email": email,
         "guide": guide,
+        "webhook": webhook,
     }
 
 

@@ -81,6 +81,7 @@ def _rules_from(app: App, directory: Path | None) -> RuleSet:
         default_expires=app.config.defaults.expires,
         templates=app.renderer.names(),
         activation_event=app.config.reports.activation_event,
+        webhooks=app.config.webhook_policy(),
     )
 
 

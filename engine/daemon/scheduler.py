@@ -142,6 +142,23 @@ def dispatch_job(app: App, clock: Clock, stop: threading.Event) -> Callable[[], 
     return dispatch
 
 
+def webhooks_job(app: App, clock: Clock, stop: threading.Event) -> Callable[[], None]:
+    """The webhooks' own job (an APScheduler thread of its own): a receiver that is slow or
+    down delays only the webhooks, never an email; each run is bounded by webhooks.pass_time."""
+
+    def send_webhooks() -> None:
+        now = clock.now()
+        try:
+            outcome = app.runner.dispatch_webhooks(clock, should_stop=stop.is_set)
+        except Exception as exc:  # noqa: BLE001 - logged; a failed run must not stop the daemon
+            _failed("webhooks", now, exc)
+            return
+        if outcome:
+            log.info("webhooks at %s: %s", now.isoformat(), dict(outcome))
+
+    return send_webhooks
+
+
 def _failed(job: str, now: datetime, exc: Exception) -> None:
     """An unreachable database is an expected fault: one line a run, not a traceback each
     second; anything else is a bug worth its traceback."""
@@ -167,8 +184,9 @@ def schedule(
     activity: Activity,
     lock: threading.Lock | None = None,
 ) -> None:
-    """Both jobs coalesce missed runs into one and never overlap themselves: after a pause
-    (a suspended process, a slow tick) the next run catches up once, not in a burst.
+    """The jobs (evaluation, email dispatch, webhook dispatch) coalesce missed runs into one
+    and never overlap themselves: after a pause (a suspended process, a slow tick) the next
+    run catches up once, not in a burst.
 
     Evaluation starts at once; the first dispatch comes one dispatch interval later, so that
     a start always evaluates before it sends (what is due goes out in that first dispatch)."""
@@ -179,6 +197,11 @@ def schedule(
         "tick": (evaluate_job(app, clock, leases, stop, lock), scheduler_config.tick, now),
         "dispatch": (
             dispatch_job(app, clock, stop),
+            scheduler_config.dispatch,
+            now + scheduler_config.dispatch,
+        ),
+        "webhooks": (
+            webhooks_job(app, clock, stop),
             scheduler_config.dispatch,
             now + scheduler_config.dispatch,
         ),

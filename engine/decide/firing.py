@@ -58,6 +58,11 @@ class Planned:
     guide_expires_at: datetime | None
     candidate: Candidate = field(repr=False, compare=False)
     guide_params: dict[str, Any] = field(default_factory=dict)
+    webhook_template: str | None = None  # the body of a webhook row, queued with `send_at`
+
+    @property
+    def sends_webhook(self) -> bool:
+        return self.status is Status.PENDING and self.webhook_template is not None
 
     @property
     def sends_email(self) -> bool:
@@ -84,8 +89,15 @@ def decide(
     ttl = rule.send.guide_ttl or guide_ttl
     status, reason = _email_status(rule, candidate, held_out)
     sends = status is Status.PENDING
+    mails = sends and rule.send.webhook is None
     quiet = quiet_hours if rule.quiet_hours is None else (rule.quiet_hours or None)
-    send_at = next_allowed(now, quiet, zone(candidate.user.get("timezone"), default_timezone))
+    webhook = rule.send.webhook
+    # Quiet hours are the recipient's: a webhook goes to a system, at once.
+    send_at = (
+        now
+        if webhook is not None
+        else next_allowed(now, quiet, zone(candidate.user.get("timezone"), default_timezone))
+    )
     return Planned(
         rule_id=rule.id,
         user_id=user_id,
@@ -99,18 +111,22 @@ def decide(
         send_at=send_at if sends else None,
         holdout=held_out,
         email_template=rule.send.email,
-        email_to=candidate.user.get("email") if sends else None,
-        message_id=message_id(rule.id, user_id, domain, candidate.occurrence) if sends else None,
+        email_to=candidate.user.get("email") if mails else None,
+        message_id=message_id(rule.id, user_id, domain, candidate.occurrence) if mails else None,
         guide_id=guide,
         guide_expires_at=now + ttl if guide else None,
         candidate=candidate,
         guide_params=dict(rule.send.guide_params) if guide else {},
+        webhook_template=webhook.body if webhook is not None else None,
     )
 
 
 def _email_status(rule: Rule, candidate: Candidate, held_out: bool) -> tuple[Status, str | None]:
     if held_out:
         return Status.HELD_OUT, None
+    if rule.send.webhook is not None:
+        # To a system, not to the user: an unsubscribe or a missing address does not apply.
+        return Status.PENDING, None
     if not rule.send.email:
         return Status.SENT, None  # guide only: the flag is written with the row
     if candidate.suppressed:

@@ -8,12 +8,16 @@ neither), and never opens the database itself."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
+from email.message import EmailMessage
 from typing import Any, Protocol
 
 from engine.config import Config
 from engine.decide.firing import Planned, anchor_name
 from engine.delivery.envelope import Envelope
+from engine.delivery.locales import user_locale
+from engine.delivery.mail import build_message
 from engine.delivery.render import RenderedEmail, Renderer, email_context
 from engine.delivery.tokens import unsubscribe_url
 from engine.rules.language import Rule
@@ -70,7 +74,8 @@ class Composer:
         )
 
     def render(self, template: str, context: dict[str, Any]) -> RenderedEmail:
-        return self.renderer.render(template, context)
+        """In the recipient's locale, where the template has a translation for it."""
+        return self.renderer.render(template, context, user_locale(context["user"]))
 
     def render_planned(self, rule: Rule, planned: Planned) -> RenderedEmail:
         """The email a dry run shows for a planned row: the very one the dispatcher sends."""
@@ -84,6 +89,32 @@ class Composer:
             planned.guide_expires_at,
         )
         return self.render(planned.email_template, context)
+
+    def message(
+        self,
+        rule: Rule,
+        template: str,
+        user: dict[str, Any],
+        anchor: tuple[datetime, dict[str, Any]],
+        guide: tuple[str | None, datetime | None],
+        *,
+        to: str,
+        message_id: str,
+        now: datetime,
+        subject_prefix: str = "",
+    ) -> EmailMessage:
+        """The message the dispatcher hands over for this user and rule, from `template`
+        (the ledger row's: the rule may have been edited since; `anchor`: its time and
+        properties; `guide`: its id and expiry). `send-test` builds through here too, so
+        a test send is the very email a user would get, bar the subject prefix it adds.
+        Raises TemplateError when the template cannot render."""
+        context = self.context(rule, user, *anchor, *guide)
+        rendered = self.render(template, context)
+        if subject_prefix:
+            rendered = replace(rendered, subject=f"{subject_prefix}{rendered.subject}")
+        # The token is timestamped: the header must carry the very link the bodies show.
+        unsubscribe = str(context["unsubscribe_url"])
+        return build_message(self.envelope(to, message_id, rendered, now, unsubscribe))
 
     def envelope(
         self,

@@ -29,7 +29,7 @@ from engine.config import RetryConfig
 from engine.delivery.commits import GroupCommit
 from engine.delivery.compose import Composer
 from engine.delivery.feed import Feed
-from engine.delivery.mail import MailTransport, SessionTransport, build_message
+from engine.delivery.mail import MailTransport, SessionTransport
 from engine.delivery.outcome import Outcomes, Suppress, backoff
 from engine.errors import TemplateError
 from engine.model import Due, Status
@@ -109,7 +109,7 @@ class Dispatcher:
 
         `should_stop` is asked before each claim and each send: a stopping daemon finishes the
         sends in flight and hands the rest of its claimed batch back to the queue."""
-        clock = _clock(now)
+        clock = clock_of(now)
         outcome: Counter[str] = Counter()
         self._write_what_an_outage_held_back()
         outcome.update(recover(self.outbox, self.retry, clock()))
@@ -252,24 +252,19 @@ class Dispatcher:
             rule = self.rules.get(item.rule_id)
         except KeyError:
             return self.outcomes.fail(item, now, f"rule {item.rule_id!r} is no longer defined")
-        context = self.composer.context(
-            rule,
-            item.user,
-            item.anchor_at,
-            item.anchor_properties,
-            item.guide_id,
-            item.guide_expires_at,
-        )
         try:
-            rendered = self.composer.render(item.email_template, context)
+            return self.composer.message(
+                rule,
+                item.email_template,
+                item.user,
+                (item.anchor_at, item.anchor_properties),
+                (item.guide_id, item.guide_expires_at),
+                to=item.email_to,
+                message_id=item.message_id,
+                now=now,
+            )
         except TemplateError as exc:
             return self.outcomes.fail(item, now, f"render error: {exc}")
-        # The token is timestamped: the header must carry the very link the bodies show.
-        unsubscribe = str(context["unsubscribe_url"])
-        envelope = self.composer.envelope(
-            item.email_to, item.message_id, rendered, now, unsubscribe
-        )
-        return build_message(envelope)
 
     def _hand_over(self, item: Due, message: EmailMessage, clock: Callable[[], datetime]) -> Finish:
         """Send one message (its row is `sending`); its outcome, stamped with the time the
@@ -287,7 +282,14 @@ class Dispatcher:
         return clock()
 
 
-def recover(outbox: OutboxStore, retry: RetryConfig, now: datetime) -> Counter[str]:
+class Stale(Protocol):
+    """What recovering abandoned claims needs of a queue (the emails' or the webhooks')."""
+
+    def requeue_stale_claims(self, now: datetime, lease: timedelta) -> int: ...
+    def expire_stale_claims(self, now: datetime, lease: timedelta, *, resend: bool) -> int: ...
+
+
+def recover(outbox: Stale, retry: RetryConfig, now: datetime) -> Counter[str]:
     """Claims a stopped dispatcher left behind: unsent ones go back to the queue, those it
     was handing over become `unknown` (or, when the operator opted in, `pending`)."""
     outcome: Counter[str] = Counter()
@@ -310,7 +312,7 @@ def recover(outbox: OutboxStore, retry: RetryConfig, now: datetime) -> Counter[s
     return outcome
 
 
-def _clock(now: datetime | Clock) -> Callable[[], datetime]:
+def clock_of(now: datetime | Clock) -> Callable[[], datetime]:
     """A fixed `now` (a one-shot tick, a replay's simulated time) or a clock read at each
     claim and send, so that a drain longer than the sending lease stamps each row with the
     time it was really claimed and handed over (a daemon)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from engine.config import RetryConfig
 from engine.delivery.mail import (
@@ -23,6 +24,21 @@ log = logging.getLogger("lifecycle.runner")
 Suppress = Callable[..., None]  # `People.suppress(now, email=..., reason=...)`: a hard bounce
 
 
+class Claimed(Protocol):
+    """A claimed row of either queue: an email (`Due`) or a webhook (`WebhookDue`)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def user(self) -> dict[str, Any]: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
 def backoff(attempts: int, first: timedelta, ceiling: timedelta, jitter: float) -> timedelta:
     """Exponential backoff with jitter: 1x, 2x, 4x ... the first delay, capped, then scaled
     into [50%, 100%] by `jitter` in [0, 1) so that retries from one outage spread out."""
@@ -37,14 +53,14 @@ class Outcomes:
         self.random = random  # jitter for retries; tests pass a fixed one
         self.suppress = suppress
 
-    def sent(self, item: Due, now: datetime, receipt: str) -> Finish:
+    def sent(self, item: Claimed, now: datetime, receipt: str) -> Finish:
         log.info("sent %s to user %s (%s)", item.rule_id, item.user["id"], receipt)
         return Finish(item.id, Status.SENT, now, reply=receipt)
 
-    def failed_send(self, item: Due, now: datetime, exc: Exception) -> Finish:
+    def failed_send(self, item: Claimed, now: datetime, exc: Exception) -> Finish:
         """The outcome of a send that raised `exc`; a bounce is suppressed at once."""
         if isinstance(exc, PermanentSendError):
-            if exc.bounce:
+            if exc.bounce and isinstance(item, Due):  # an address that does not exist
                 self.suppress(now, email=item.email_to, reason=SkipReason.BOUNCED.value)
             return self.fail(item, now, f"rejected: {exc.reply}", reply=exc.reply)
         if isinstance(exc, UncertainSendError):
@@ -57,7 +73,7 @@ class Outcomes:
         # An unclassified transport fault: retry it.
         return self._retry(item, now, f"{type(exc).__name__}: {exc}")
 
-    def _retry(self, item: Due, now: datetime, reply: str) -> Finish:
+    def _retry(self, item: Claimed, now: datetime, reply: str) -> Finish:
         retry = self.retry
         if now - item.created_at >= retry.give_up_after:
             reason = f"gave up after {item.attempts} attempts: {reply}"
@@ -80,7 +96,7 @@ class Outcomes:
             send_at=now + delay,
         )
 
-    def _uncertain(self, item: Due, now: datetime, reply: str) -> Finish:
+    def _uncertain(self, item: Claimed, now: datetime, reply: str) -> Finish:
         """The server may have the message: at most once unless the operator opted in."""
         if self.retry.resend_unknown:
             return self._retry(item, now, reply)
@@ -88,7 +104,9 @@ class Outcomes:
         log.error("delivery %s (%s) is unknown: %s", item.id, item.rule_id, reason)
         return Finish(item.id, Status.UNKNOWN, now, reason=reason, reply=reply)
 
-    def fail(self, item: Due, now: datetime, reason: str, *, reply: str | None = None) -> Finish:
+    def fail(
+        self, item: Claimed, now: datetime, reason: str, *, reply: str | None = None
+    ) -> Finish:
         log.error(
             "delivery %s (%s, user %s) failed: %s", item.id, item.rule_id, item.user["id"], reason
         )

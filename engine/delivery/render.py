@@ -1,7 +1,8 @@
 """Email rendering: Jinja2's sandbox, StrictUndefined, autoescape for HTML only, each email
 bounded in time and size (engine.delivery.bounds): one template cannot hang the dispatch.
 
-A template is a directory `templates/<name>/` with `subject.txt`, `body.txt` and `body.html`.
+A template is a directory `templates/<name>/` with `subject.txt`, `body.txt` and `body.html`,
+and translations of them in `templates/<name>/<locale>/` (engine.delivery.locales).
 Plain dicts in, never ORM objects or rows."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 
 from engine.delivery.bounds import BoundedEnvironment, RenderLimits
+from engine.delivery.locales import fallbacks, locale_dirs, missing_parts
 from engine.errors import TemplateError as RenderError
 from engine.model import USER_FIELDS
 
@@ -51,24 +53,73 @@ class Renderer:
             keep_trailing_newline=True,
             limits=limits,
         )
+        # Read once (a reload builds a new Renderer, or swaps its loader for a snapshot, before
+        # any render): the dispatch renders thousands of emails, and looking each part up on
+        # disk would be three stat calls; and the snapshot, not the disk, is what renders.
+        self._files: frozenset[str] | None = None
+        self._locales: dict[str, dict[str, str]] = {}
+        self._parts: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
 
     def names(self) -> set[str]:
         return template_names(self.directory)
 
-    def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
-        """Render all three parts; raise RenderError naming the template, part and cause.
-        The three parts share one deadline (RenderLimits.seconds)."""
+    def files(self) -> frozenset[str]:
+        """Every template path the loader has (`name/es/body.txt`)."""
+        if self._files is None:
+            loader = self.env.loader
+            self._files = frozenset(loader.list_templates() if loader is not None else ())
+        return self._files
+
+    def locales(self, name: str) -> dict[str, str]:
+        """The template's translations: normalised tag -> directory name."""
+        found = self._locales.get(name)
+        if found is None:
+            found = self._locales[name] = locale_dirs(name, self.files())
+        return found
+
+    def missing_translations(self, name: str) -> list[str]:
+        """The parts the template's translations lack (each falls back alone)."""
+        return missing_parts(name, self.files(), PARTS)
+
+    def parts(self, name: str, locale: str | None = None) -> dict[str, str]:
+        """Each part's template path for `locale`: its own translation, its base language's,
+        else the default (a part a translation lacks falls back alone)."""
+        known = self.locales(name)
+        chain = tuple(known[tag] for tag in fallbacks(locale) if tag in known)
+        paths = self._parts.get((name, chain))
+        if paths is None:
+            files = self.files()
+            paths = {
+                part: next(
+                    (f"{name}/{d}/{part}" for d in chain if f"{name}/{d}/{part}" in files),
+                    f"{name}/{part}",
+                )
+                for part in PARTS
+            }
+            self._parts[(name, chain)] = paths
+        return paths
+
+    def render(
+        self, name: str, context: Mapping[str, Any], locale: str | None = None
+    ) -> RenderedEmail:
+        """Render all three parts, in `locale` where translated; raise RenderError naming the
+        file, line and cause. The three parts share one deadline (RenderLimits.seconds)."""
+        paths = self.parts(name, locale)
         with self.env.deadline():
-            out = self._render_parts(name, context)
+            out = self._render_parts(paths, context)
         subject = " ".join(out["subject.txt"].split())
         if not subject:
-            raise RenderError(f"{name}/subject.txt: the subject rendered empty")
+            raise RenderError(f"{paths['subject.txt']}: the subject rendered empty")
         return RenderedEmail(subject, out["body.txt"].strip() + "\n", out["body.html"])
 
-    def _render_parts(self, name: str, context: Mapping[str, Any]) -> dict[str, str]:
+    def render_one(self, path: str, context: Mapping[str, Any]) -> str:
+        """One template file (a webhook's body), under the same bounds as an email."""
+        with self.env.deadline():
+            return self._render_parts({path: path}, context)[path]
+
+    def _render_parts(self, paths: Mapping[str, str], context: Mapping[str, Any]) -> dict[str, str]:
         out = {}
-        for part in PARTS:
-            path = f"{name}/{part}"
+        for part, path in paths.items():
             try:
                 out[part] = self.env.get_template(path).render(context)
             except Exception as exc:  # a template may call methods that raise anything

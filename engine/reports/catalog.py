@@ -52,6 +52,7 @@ def rules_for(config: Config, rule_ids: Sequence[str] = ()) -> tuple[Rule, ...]:
         config.rules_dir,
         default_expires=config.defaults.expires,
         activation_event=config.reports.activation_event,
+        webhooks=config.webhook_policy(),
     ).rules
     known = {r.id for r in rules}
     unknown = [r for r in rule_ids if r not in known]

@@ -37,6 +37,7 @@ from engine.durations import parse_duration
 from engine.errors import Problem, RuleError
 from engine.model import ACCOUNT_CREATED, ACTIVATED, SIGNED_UP
 from engine.rules.quiet_hours import QuietHours
+from engine.rules.webhooks import Webhook, WebhookPolicy, resolve
 from engine.rules.yamlsource import Located, load_yaml, read_source
 
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
@@ -276,11 +277,20 @@ class Send(_Frozen):
     guide: Annotated[StrictStr, Field(pattern=RULE_ID_PATTERN)] | None = None
     guide_ttl: Duration | None = None
     guide_params: dict[Key, Any] = Field(default_factory=dict)  # passed to the frontend as is
+    webhook: Webhook | None = None
 
     @model_validator(mode="after")
     def _something(self) -> Self:
-        if not self.email and not self.guide:
-            raise ValueError("a rule must send something: set send.email and/or send.guide")
+        if not self.email and not self.guide and not self.webhook:
+            raise ValueError(
+                "a rule must send something: set send.email, send.guide and/or send.webhook"
+            )
+        if self.email and self.webhook:
+            # A ledger row is one message with one status: the email's or the webhook's.
+            raise ValueError(
+                "send.webhook and send.email cannot share a rule (each firing is one "
+                "message in the ledger): write a second rule with the same audience and when"
+            )
         if (self.guide_ttl is not None or self.guide_params) and not self.guide:
             raise ValueError("guide_ttl and guide_params need send.guide")
         return self
@@ -386,12 +396,14 @@ def load_rules(
     default_expires: timedelta,
     templates: Collection[str] | None = None,
     activation_event: str | None = None,
+    webhooks: WebhookPolicy | None = None,
 ) -> RuleSet:
     """Load every rule file in `directory`; raise RuleError listing every problem found.
 
     `templates` is the set of email template names available; None skips that check.
     `activation_event` is what `since: activated` means (the config's
-    `reports.activation_event`); None leaves `activated` unknown.
+    `reports.activation_event`); None leaves `activated` unknown. `webhooks` is what the
+    config allows webhooks (None: https or loopback, no named endpoints).
     """
     if not directory.is_dir():
         raise RuleError([Problem("rules directory not found", str(directory))])
@@ -404,7 +416,11 @@ def load_rules(
             problems.append(text)
             continue
         file_rules, file_problems = parse_rule_file(
-            text, str(path), templates=templates, activation_event=activation_event
+            text,
+            str(path),
+            templates=templates,
+            activation_event=activation_event,
+            webhooks=webhooks,
         )
         problems.extend(file_problems)
         for rule, line in file_rules:
@@ -435,6 +451,7 @@ def parse_rule_file(
     *,
     templates: Collection[str] | None = None,
     activation_event: str | None = None,
+    webhooks: WebhookPolicy | None = None,
 ) -> tuple[list[tuple[Rule, int]], list[Problem]]:
     """Parse one file's text into (rule, line) pairs and the problems found.
 
@@ -478,6 +495,13 @@ def parse_rule_file(
         if missing:
             where = located.line((*base, "send", "email"))
             problems.append(Problem(missing, file, where, rule.id))
+        if rule.send.webhook is not None:
+            resolved, found = _webhook(rule, webhooks or WebhookPolicy())
+            where = located.line((*base, "send", "webhook"))
+            problems.extend(Problem(message, file, where, rule.id) for message in found)
+            if resolved is None:
+                continue
+            rule = resolved
         parsed.append((rule, line))
     return parsed, problems
 
@@ -491,6 +515,17 @@ def _activated(item: dict[str, Any], event: str | None) -> tuple[dict[str, Any],
     if event is None:
         return item, "since: activated needs the activation event (reports.activation_event)"
     return {**item, "when": {**when, "since": {"event": event, "occurrence": "first"}}}, None
+
+
+def _webhook(rule: Rule, policy: WebhookPolicy) -> tuple[Rule | None, list[str]]:
+    """The rule with its webhook's URL resolved (a named endpoint's), or None and why not."""
+    webhook = rule.send.webhook
+    assert webhook is not None
+    url, problems = resolve(webhook, policy, enabled=rule.enabled)
+    if url is None or problems:
+        return None, problems
+    send = rule.send.model_copy(update={"webhook": webhook.model_copy(update={"url": url})})
+    return rule.model_copy(update={"send": send}), []
 
 
 def _missing_template(rule: Rule, templates: Collection[str] | None) -> str | None:

@@ -44,7 +44,9 @@ class Finding:
 
     @property
     def where(self) -> str:
-        return f"{self.file}:{self.line}" if self.file else ""
+        if not self.file:
+            return ""
+        return f"{self.file}:{self.line}" if self.line else self.file  # a file, not a line
 
     def __str__(self) -> str:
         where = f"{self.where}: " if self.file else ""

@@ -89,8 +89,9 @@ class Settings:
 
 def fits_in_sql(rule: Rule) -> bool:
     """Whether SQL can decide this rule's rows: `after` must be whole seconds (SQLite adds
-    it to the anchor's text)."""
-    return rule.when.after.microseconds == 0
+    it to the anchor's text). Webhook rules are few and their rows unlike the emails' (no
+    quiet hours, cap or suppression): decide() writes them."""
+    return rule.when.after.microseconds == 0 and rule.send.webhook is None
 
 
 def in_python(

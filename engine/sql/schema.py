@@ -120,6 +120,8 @@ deliveries = Table(
     Column("reason", Text),
     Column("email_template", String(255)),
     Column("email_to", String(320)),
+    # A webhook row's body template (migration 0008): its own queue, apart from the emails.
+    Column("webhook_template", String(255)),
     Column("guide_id", String(255)),
     Column("anchor_at", UTCDateTime(), nullable=False),
     Column("anchor_event_id", BigId),

@@ -205,6 +205,7 @@ def _delivery_row(p: Planned, now: datetime) -> dict[str, Any]:
         "reason": p.reason,
         "email_template": p.email_template if p.sends_email else None,
         "email_to": p.email_to,
+        "webhook_template": p.webhook_template if p.sends_webhook else None,
         "guide_id": p.guide_id,
         "anchor_at": p.anchor_at,
         "anchor_event_id": p.anchor_event_id,

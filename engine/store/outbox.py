@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, select, update
 from sqlalchemy.sql import ColumnElement
 
 from engine.model import USER_FIELDS, Due, Status
@@ -71,27 +71,29 @@ _FINISH = (
 )
 
 
-class Outbox:
-    """The dispatcher's view of the database."""
+class Queue:
+    """One channel's rows of the ledger, as its dispatcher drives them: `Outbox` (email) and
+    `engine.store.webhooks.WebhookOutbox` each claim and recover only their own."""
+
+    # Which rows are this queue's: email rows (and every row before migration 0008) name no
+    # webhook body.
+    mine: ColumnElement[bool] = deliveries.c.webhook_template.is_(None)
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def claim_due(self, now: datetime, limit: int = 100) -> list[Due]:
-        """Move due `pending`/`retrying` rows to `claimed` and return them. The conditional
-        update (and, on PostgreSQL, SKIP LOCKED) lets several dispatchers share the ledger.
-        Each row then goes `sending` on its own, just before it is handed to the server
-        (`advance`, or `start_sending`), so a crash leaves in doubt the message each SMTP
-        session has in flight, not the whole batch."""
+    def _claim(self, now: datetime, limit: int) -> list[int]:
+        """Move due `pending`/`retrying` rows to `claimed`; their ids. The conditional
+        update (and, on PostgreSQL, SKIP LOCKED) lets several dispatchers share the ledger."""
         due = (
             select(deliveries.c.id)
-            .where(deliveries.c.status.in_(CLAIMABLE), deliveries.c.send_at <= now)
+            .where(deliveries.c.status.in_(CLAIMABLE), deliveries.c.send_at <= now, self.mine)
             .order_by(deliveries.c.send_at, deliveries.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         with writing(self.db) as connection:
-            ids = [
+            return [
                 row.id
                 for row in connection.execute(
                     update(deliveries)
@@ -107,7 +109,6 @@ class Outbox:
                     .returning(deliveries.c.id)
                 )
             ]
-        return self._due(ids)
 
     def start_sending(self, delivery_id: int, now: datetime) -> bool:
         """`claimed` -> `sending`, just before the message goes to the server. False when the
@@ -140,7 +141,7 @@ class Outbox:
     def requeue_stale_claims(self, now: datetime, lease: timedelta) -> int:
         """Rows left `claimed` longer than `lease` belong to a dispatcher that died before
         handing them to the server: nothing went out, so they go back to the queue."""
-        return self._requeue(deliveries.c.updated_at < now - lease, now)
+        return self._requeue(and_(deliveries.c.updated_at < now - lease, self.mine), now)
 
     def _requeue(self, which: ColumnElement[bool], now: datetime) -> int:
         with writing(self.db) as connection:
@@ -157,6 +158,51 @@ class Outbox:
                 )
             )
         return int(result.rowcount)
+
+    def mark(
+        self,
+        delivery_id: int,
+        status: Status,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        reply: str | None = None,
+        send_at: datetime | None = None,
+    ) -> None:
+        """Finish a claimed row (or schedule its retry at `send_at`); only a row still
+        `claimed` (a render failure) or `sending` changes, so a claim that was given up as
+        `unknown` stays that way."""
+        finish = Finish(delivery_id, status, now, reason, reply, send_at)
+        with writing(self.db) as connection:
+            _finish(connection, finish)
+
+    def expire_stale_claims(self, now: datetime, lease: timedelta, *, resend: bool) -> int:
+        """Rows left `sending` longer than `lease` belong to a dispatcher that died: the
+        server may or may not have accepted the message. They become `unknown` (never sent
+        again, the default: at most once) or, when the operator opted in, `pending`."""
+        status = Status.PENDING if resend else Status.UNKNOWN
+        reason = None if resend else "dispatcher stopped mid-send; the message may have gone out"
+        with writing(self.db) as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.status == Status.SENDING.value,
+                    deliveries.c.updated_at < now - lease,
+                    self.mine,
+                )
+                .values(status=status.value, reason=reason, updated_at=now)
+            )
+        return int(result.rowcount)
+
+
+class Outbox(Queue):
+    """The email dispatcher's view of the database."""
+
+    def claim_due(self, now: datetime, limit: int = 100) -> list[Due]:
+        """Claim due emails. Each row then goes `sending` on its own, just before it is
+        handed to the server (`advance`, or `start_sending`), so a crash leaves in doubt the
+        message each SMTP session has in flight, not the whole batch."""
+        return self._due(self._claim(now, limit))
 
     def _due(self, ids: list[int]) -> list[Due]:
         if not ids:
@@ -197,40 +243,6 @@ class Outbox:
             )
             for row in rows
         ]
-
-    def mark(
-        self,
-        delivery_id: int,
-        status: Status,
-        now: datetime,
-        *,
-        reason: str | None = None,
-        reply: str | None = None,
-        send_at: datetime | None = None,
-    ) -> None:
-        """Finish a claimed row (or schedule its retry at `send_at`); only a row still
-        `claimed` (a render failure) or `sending` changes, so a claim that was given up as
-        `unknown` stays that way."""
-        finish = Finish(delivery_id, status, now, reason, reply, send_at)
-        with writing(self.db) as connection:
-            _finish(connection, finish)
-
-    def expire_stale_claims(self, now: datetime, lease: timedelta, *, resend: bool) -> int:
-        """Rows left `sending` longer than `lease` belong to a dispatcher that died: the
-        server may or may not have accepted the message. They become `unknown` (never sent
-        again, the default: at most once) or, when the operator opted in, `pending`."""
-        status = Status.PENDING if resend else Status.UNKNOWN
-        reason = None if resend else "dispatcher stopped mid-send; the message may have gone out"
-        with writing(self.db) as connection:
-            result = connection.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.status == Status.SENDING.value,
-                    deliveries.c.updated_at < now - lease,
-                )
-                .values(status=status.value, reason=reason, updated_at=now)
-            )
-        return int(result.rowcount)
 
 
 def _start(connection: Connection, delivery_id: int, now: datetime) -> bool:

@@ -10,6 +10,7 @@ from sqlalchemy import func, inspect, literal, select
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import Select
 
+from engine.model import USER_FIELDS
 from engine.sql.facts import any_account
 from engine.sql.schema import (
     accounts,
@@ -38,6 +39,13 @@ class Reads:
         with self.db.connect() as connection:
             found = connection.execute(select(users.c.id).where(users.c.id == user_id)).first()
         return found is not None
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        """The stored user as composing reads one (`engine.model.USER_FIELDS`), or None."""
+        statement = select(*[users.c[name] for name in USER_FIELDS]).where(users.c.id == user_id)
+        with self.db.connect() as connection:
+            row = connection.execute(statement).first()
+        return None if row is None else dict(row._mapping)
 
     def counts(self) -> dict[str, int]:
         with self.db.connect() as connection:

@@ -27,6 +27,7 @@ from engine.store.people import People
 from engine.store.reads import Reads
 from engine.store.rewind import Rewind
 from engine.store.states import States
+from engine.store.webhooks import WebhookOutbox
 
 
 class Store:
@@ -35,6 +36,7 @@ class Store:
         self.ledger = Ledger(database)
         self.marks = Marks(database)
         self.outbox = Outbox(database)
+        self.webhooks = WebhookOutbox(database)
         self.people = People(database)
         self.directory = Directory(database)
         self.guides = Guides(database)

@@ -37,7 +37,8 @@ def test_the_default_pack_passes_with_its_warnings(sqlite_project: Project) -> N
     assert len(warnings) == 5, result.stdout
     assert sum("mail.daily_cap is 3" in line for line in warnings) == 4
     assert sum("reads accounts, but the database has none" in line for line in warnings) == 1
-    assert "ok: config, 14 rules, 12 templates, 5 warning(s)" in result.stdout
+    # 15 rules with the (disabled) PQL webhook alert; 13 templates with its Slack body.
+    assert "ok: config, 15 rules, 13 templates, 5 warning(s)" in result.stdout
     assert not (sqlite_project.directory / "lifecycle.db").exists()  # check creates no database
 
 

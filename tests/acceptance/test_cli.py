@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 def test_check_is_clean_on_the_default_pack(sqlite_project: Project) -> None:
     result = sqlite_project.run("check")
     assert "ok" in result.stdout
-    assert "14 rules" in result.stdout
+    assert "15 rules" in result.stdout  # the pack and its (disabled) PQL webhook alert
 
 
 def test_check_names_file_and_line_of_every_error(tmp_path: Path) -> None:

@@ -539,7 +539,10 @@ def test_send_with_neither_email_nor_guide(send: str) -> None:
           - id: a
             send: {send}
         """
-    ) == ["x.yaml:3: rule 'a': send: a rule must send something: set send.email and/or send.guide"]
+    ) == [
+        "x.yaml:3: rule 'a': send: a rule must send something: "
+        "set send.email, send.guide and/or send.webhook"
+    ]
 
 
 def test_guide_ttl_without_guide() -> None:
@@ -823,7 +826,8 @@ def test_load_rules_reports_every_problem_in_one_error(tmp_path: Path) -> None:
     )
     assert load_errors(tmp_path, {"welcome"}) == [
         f"{path}:3: rule 'a': unknown key 'sned'",
-        f"{path}:6: rule 'b': send: a rule must send something: set send.email and/or send.guide",
+        f"{path}:6: rule 'b': send: a rule must send something: "
+        "set send.email, send.guide and/or send.webhook",
         f"{path}:8: rule 'c': when.after: bad duration '5x': {BAD_DURATION}",
     ]
 
@@ -962,7 +966,7 @@ def test_errors_from_several_files_are_reported_together(tmp_path: Path) -> None
         f"{bad_yaml}:4: invalid YAML: expected ',' or '}}', but got ':'",
         f"{no_rules}:1: a rule file needs a top-level 'rules:' list",
         f"{bad_rule}:3: rule 'c': send: a rule must send something: "
-        "set send.email and/or send.guide",
+        "set send.email, send.guide and/or send.webhook",
     ]
 
 
@@ -980,7 +984,8 @@ def test_template_errors_are_reported_with_rule_errors(tmp_path: Path) -> None:
         """,
     )
     assert load_errors(tmp_path, {"welcome"}) == [
-        f"{path}:3: rule 'bad': send: a rule must send something: set send.email and/or send.guide",
+        f"{path}:3: rule 'bad': send: a rule must send something: "
+        "set send.email, send.guide and/or send.webhook",
         f"{path}:6: rule 'missing-template': send.email: template 'nope' does not exist "
         "(known: welcome)",
     ]
