@@ -36,6 +36,11 @@ if TYPE_CHECKING:  # the daemon (and APScheduler) load only for `run`
     from engine.daemon.scheduler import Stop
 
 
+# An ingest of at least this many users and events refreshes the planner's statistics
+# (`People.analyze`): a backfill into a new database would otherwise be planned as empty.
+BULK_LOAD = 10_000
+
+
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
@@ -214,6 +219,8 @@ def ingest(state: State, file: str, fmt: str) -> None:
             progress_bar(f"Ingesting {path.name}", path.stat().st_size, in_bytes=True) as update,
         ):
             report = load(counted(handle, update), store, now, source=file, mapping=mapping)
+    if report.users + report.events >= BULK_LOAD:
+        store.people.analyze()
     for problem in report.problems:
         err.print(f"[red]rejected[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
     extra = "".join(

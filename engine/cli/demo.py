@@ -93,6 +93,7 @@ def demo(
             app.store.people.upsert_users(population.users[start : start + 5000], now)
         for start in range(0, len(population.events), 5000):
             app.store.people.insert_events(population.events[start : start + 5000], now)
+        app.store.people.analyze()
     out.print(_population_table(app))
     if tour:
         _tour(app, now)

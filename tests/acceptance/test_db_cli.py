@@ -7,6 +7,12 @@ import json
 from pathlib import Path
 
 from tests.acceptance.conftest import Project, make_project
+from tests.integration.test_schema_migrations import (
+    PACKAGED_HEAD as HEAD,
+)
+from tests.integration.test_schema_migrations import (
+    PACKAGED_PREVIOUS as PREVIOUS,
+)
 from tests.integration.test_schema_migrations import TEAM_REVISION
 
 
@@ -16,22 +22,22 @@ def test_current_upgrade_downgrade_history(sqlite_project: Project) -> None:
     assert empty.exit_code == 1  # pending: a deploy script can wait for `db upgrade`
     assert "current: (empty database)" in empty.stdout
     assert not database.exists()  # asking did not create it
-    assert "migrated: (empty) → 0007" in sqlite_project.run("db", "upgrade").stdout
+    assert f"migrated: (empty) → {HEAD}" in sqlite_project.run("db", "upgrade").stdout
     assert json.loads(sqlite_project.run("db", "current", "--format", "json").stdout) == {
-        "current": ["0007"],
-        "heads": ["0007"],
+        "current": [HEAD],
+        "heads": [HEAD],
         "pending": False,
     }
-    assert "0007 → 0006" in sqlite_project.run("db", "downgrade", "-1").stdout
+    assert f"{HEAD} → {PREVIOUS}" in sqlite_project.run("db", "downgrade", "-1").stdout
     history = json.loads(sqlite_project.run("db", "history", "--format", "json").stdout)
     assert [(r["revision"], r["applied"]) for r in history[:2]] == [
-        ("0007", False),
-        ("0006", True),
+        (HEAD, False),
+        (PREVIOUS, True),
     ]
     sqlite_project.run("deliveries")  # any command upgrades on first open
     assert json.loads(sqlite_project.run("db", "current", "--format", "json").stdout)[
         "current"
-    ] == ["0007"]
+    ] == [HEAD]
 
 
 def test_a_team_directory_from_the_config_is_a_branch(tmp_path: Path) -> None:
@@ -43,11 +49,11 @@ def test_a_team_directory_from_the_config_is_a_branch(tmp_path: Path) -> None:
     )
     project.run("db", "upgrade")
     current = json.loads(project.run("db", "current", "--format", "json").stdout)
-    assert current["current"] == ["0007", "team0001"]
+    assert current["current"] == [HEAD, "team0001"]
     table = project.run("db", "history").stdout
     assert "team0001 (head) team" in table
     downgraded = project.run("db", "downgrade", "team@base").stdout
-    assert "migrated: 0007, team0001 → 0007" in downgraded
+    assert f"migrated: {HEAD}, team0001 → {HEAD}" in downgraded
 
 
 def test_errors_name_what_is_wrong(tmp_path: Path) -> None:
@@ -60,4 +66,4 @@ def test_errors_name_what_is_wrong(tmp_path: Path) -> None:
     plain = make_project(tmp_path / "p", "sqlite:///lifecycle.db")
     result = plain.run("db", "downgrade", "0042", ok=False)
     assert result.exit_code == 1
-    assert "unknown revision '0042' (known: 0007, 0006" in result.stderr
+    assert f"unknown revision '0042' (known: {HEAD}, {PREVIOUS}" in result.stderr
