@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, func, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.sql import ColumnElement
 
 from engine.model import USER_FIELDS, Due, Status
@@ -194,6 +196,30 @@ class Queue:
             )
         return int(result.rowcount)
 
+    def _claimed(self, ids: list[int]) -> Sequence[Row[Any]]:
+        """The claimed rows `ids` with what composing them needs: the user's fields (`u_*`),
+        the anchor event's properties and the guide flag's expiry."""
+        if not ids:
+            return []
+        anchor = events.alias("anchor")
+        statement = (
+            select(
+                deliveries,
+                *[users.c[f].label(f"u_{f}") for f in USER_FIELDS],
+                anchor.c.properties.label("anchor_properties"),
+                guide_flags.c.expires_at.label("guide_expires_at"),
+            )
+            .select_from(
+                deliveries.join(users, users.c.id == deliveries.c.user_id)
+                .outerjoin(anchor, anchor.c.id == deliveries.c.anchor_event_id)
+                .outerjoin(guide_flags, guide_flags.c.delivery_id == deliveries.c.id)
+            )
+            .where(deliveries.c.id.in_(ids))
+            .order_by(deliveries.c.id)
+        )
+        with self.db.connect() as connection:
+            return connection.execute(statement).all()
+
 
 class Outbox(Queue):
     """The email dispatcher's view of the database."""
@@ -205,27 +231,7 @@ class Outbox(Queue):
         return self._due(self._claim(now, limit))
 
     def _due(self, ids: list[int]) -> list[Due]:
-        if not ids:
-            return []
-        anchor = events.alias("anchor")
-        flag = guide_flags
-        statement = (
-            select(
-                deliveries,
-                *[users.c[f].label(f"u_{f}") for f in USER_FIELDS],
-                anchor.c.properties.label("anchor_properties"),
-                flag.c.expires_at.label("guide_expires_at"),
-            )
-            .select_from(
-                deliveries.join(users, users.c.id == deliveries.c.user_id)
-                .outerjoin(anchor, anchor.c.id == deliveries.c.anchor_event_id)
-                .outerjoin(flag, flag.c.delivery_id == deliveries.c.id)
-            )
-            .where(deliveries.c.id.in_(ids))
-            .order_by(deliveries.c.id)
-        )
-        with self.db.connect() as connection:
-            rows = connection.execute(statement).all()
+        rows = self._claimed(ids)
         return [
             Due(
                 id=row.id,

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.sql import ColumnElement
 
 from engine.model import USER_FIELDS, WebhookDue
-from engine.sql.schema import deliveries, events, guide_flags, users
+from engine.sql.schema import deliveries
 from engine.store.outbox import Queue
 
 
@@ -21,27 +20,7 @@ class WebhookOutbox(Queue):
 
     def claim_due(self, now: datetime, limit: int = 20) -> list[WebhookDue]:
         """Claim due webhooks (`claimed`); each goes `sending` just before its request."""
-        ids = self._claim(now, limit)
-        if not ids:
-            return []
-        anchor = events.alias("anchor")
-        statement = (
-            select(
-                deliveries,
-                *[users.c[f].label(f"u_{f}") for f in USER_FIELDS],
-                anchor.c.properties.label("anchor_properties"),
-                guide_flags.c.expires_at.label("guide_expires_at"),
-            )
-            .select_from(
-                deliveries.join(users, users.c.id == deliveries.c.user_id)
-                .outerjoin(anchor, anchor.c.id == deliveries.c.anchor_event_id)
-                .outerjoin(guide_flags, guide_flags.c.delivery_id == deliveries.c.id)
-            )
-            .where(deliveries.c.id.in_(ids))
-            .order_by(deliveries.c.id)
-        )
-        with self.db.connect() as connection:
-            rows = connection.execute(statement).all()
+        rows = self._claimed(self._claim(now, limit))
         return [
             WebhookDue(
                 id=row.id,
