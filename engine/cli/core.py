@@ -24,6 +24,8 @@ from engine.cli.present import preview_json, preview_summary, preview_table, tic
 from engine.cli.progress import counted, progress_bar
 from engine.clock import SystemClock, isoformat
 from engine.config import Config
+from engine.console import ConsoleSetup
+from engine.console.secret import session_key
 from engine.errors import LifecycleError
 from engine.http.app import create_app
 from engine.http.server import serve_api
@@ -335,6 +337,7 @@ def run(state: State, no_api: bool, full: bool) -> None:
             clock=clock,
             metrics=app.metrics,
             not_ready=functools.partial(_not_ready, app, stop),
+            console=_console(app, clock, config.api.host),
         )
     code = run_daemon(app, clock, stop=stop, http=http)
     if code != 0:
@@ -362,9 +365,25 @@ def api(state: State, host: str | None, port: int | None) -> None:
     config = state.config()
     host = host or config.api.host
     _signing_key_or_exit(config, host)
-    store = state.store(config)
-    http = create_app(store=store, config=config, clock=SystemClock())
+    clock = SystemClock()
+    if config.console.enabled:  # the console reads rules and renders: it needs the engine
+        app = state.app()
+        console = _console(app, clock, host)
+        http = create_app(store=app.store, config=config, clock=clock, console=console)
+    else:
+        http = create_app(store=state.store(config), config=config, clock=clock)
     serve_api(http, host, config.api.port if port is None else port)
+
+
+def _console(app: App, clock: SystemClock, host: str) -> ConsoleSetup | None:
+    """The web console's setup when the config opens it (a session key outside development
+    is required: LifecycleError otherwise), else None."""
+    if not app.config.console.enabled:
+        return None
+    key = session_key(app.config, host)
+    if key.warning:
+        logging.getLogger("lifecycle").warning("%s", key.warning)
+    return ConsoleSetup(runner=app.runner, config=app.config, clock=clock, secret=key.secret)
 
 
 def _signing_key_or_exit(config: Config, host: str | None) -> None:

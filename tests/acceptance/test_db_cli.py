@@ -16,22 +16,22 @@ def test_current_upgrade_downgrade_history(sqlite_project: Project) -> None:
     assert empty.exit_code == 1  # pending: a deploy script can wait for `db upgrade`
     assert "current: (empty database)" in empty.stdout
     assert not database.exists()  # asking did not create it
-    assert "migrated: (empty) → 0007" in sqlite_project.run("db", "upgrade").stdout
+    assert "migrated: (empty) → 0009" in sqlite_project.run("db", "upgrade").stdout
     assert json.loads(sqlite_project.run("db", "current", "--format", "json").stdout) == {
-        "current": ["0007"],
-        "heads": ["0007"],
+        "current": ["0009"],
+        "heads": ["0009"],
         "pending": False,
     }
-    assert "0007 → 0006" in sqlite_project.run("db", "downgrade", "-1").stdout
+    assert "0009 → 0007" in sqlite_project.run("db", "downgrade", "-1").stdout
     history = json.loads(sqlite_project.run("db", "history", "--format", "json").stdout)
     assert [(r["revision"], r["applied"]) for r in history[:2]] == [
-        ("0007", False),
-        ("0006", True),
+        ("0009", False),
+        ("0007", True),
     ]
     sqlite_project.run("deliveries")  # any command upgrades on first open
     assert json.loads(sqlite_project.run("db", "current", "--format", "json").stdout)[
         "current"
-    ] == ["0007"]
+    ] == ["0009"]
 
 
 def test_a_team_directory_from_the_config_is_a_branch(tmp_path: Path) -> None:
@@ -43,11 +43,11 @@ def test_a_team_directory_from_the_config_is_a_branch(tmp_path: Path) -> None:
     )
     project.run("db", "upgrade")
     current = json.loads(project.run("db", "current", "--format", "json").stdout)
-    assert current["current"] == ["0007", "team0001"]
+    assert current["current"] == ["0009", "team0001"]
     table = project.run("db", "history").stdout
     assert "team0001 (head) team" in table
     downgraded = project.run("db", "downgrade", "team@base").stdout
-    assert "migrated: 0007, team0001 → 0007" in downgraded
+    assert "migrated: 0009, team0001 → 0009" in downgraded
 
 
 def test_errors_name_what_is_wrong(tmp_path: Path) -> None:
@@ -60,4 +60,4 @@ def test_errors_name_what_is_wrong(tmp_path: Path) -> None:
     plain = make_project(tmp_path / "p", "sqlite:///lifecycle.db")
     result = plain.run("db", "downgrade", "0042", ok=False)
     assert result.exit_code == 1
-    assert "unknown revision '0042' (known: 0007, 0006" in result.stderr
+    assert "unknown revision '0042' (known: 0009, 0007" in result.stderr

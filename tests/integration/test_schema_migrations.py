@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from engine.store import MigrationError, Schema, connect, migrate
 from tests.conftest import PG_ADMIN_URL, _pg_unavailable
 
-PACKAGED_HEAD = "0007"
+PACKAGED_HEAD = "0009"
 TEAM_REVISION = '''"""Team notes: a table of the team's own.
 
 Revision ID: team0001
@@ -105,14 +105,14 @@ def test_downgrade_by_one_step_and_back(empty: Engine) -> None:
     schema = Schema(empty)
     schema.upgrade()
     schema.downgrade("-1")
-    assert schema.current() == ("0006",)
+    assert schema.current() == ("0007",)
     assert not next(r for r in schema.history() if r.id == PACKAGED_HEAD).applied
     migrate(empty)
     assert schema.current() == (PACKAGED_HEAD,)
 
 
 def test_an_unknown_revision_lists_the_known_ones(empty: Engine) -> None:
-    with pytest.raises(MigrationError, match=r"unknown revision 'nope' \(known: 0007, 0006"):
+    with pytest.raises(MigrationError, match=r"unknown revision 'nope' \(known: 0009, 0007"):
         Schema(empty).upgrade("nope")
 
 
