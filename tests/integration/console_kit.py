@@ -1,6 +1,7 @@
-"""A console over demo-like data: the repository's rules and templates, the demo's
-synthetic population (200 users, seed 7) with one real tick written, a suppression and a
-failed and an unknown row; two console users (one per role), and a clock tests move."""
+"""A console over demo-like data, for the console's tests: the repository's rules and
+templates, the demo's synthetic population (200 users, seed 7) with one real tick written, a
+suppression and a failed and an unknown row; two console users (one per role), and a clock
+the tests move."""
 
 from __future__ import annotations
 
