@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from engine.cli.base import cli, friendly_errors, out
+from engine.cli.base import cli, friendly_errors
 from engine.console.passwords import MIN_PASSWORD_CHARS, hash_password
 from engine.errors import LifecycleError
 
@@ -38,8 +38,7 @@ def hash_password_command(username: str, role: str, from_stdin: bool) -> None:
         hashed = hash_password(password)
     except ValueError as exc:
         raise LifecycleError(str(exc)) from None
-    out.print(
-        f'console:\n  users:\n    {username}:\n      role: {role}\n      password_hash: "{hashed}"',
-        highlight=False,
-        markup=False,
+    # click.echo, not rich: a hash wrapped to the terminal would no longer be one YAML string.
+    click.echo(
+        f'console:\n  users:\n    {username}:\n      role: {role}\n      password_hash: "{hashed}"'
     )

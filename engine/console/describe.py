@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from engine.durations import format_duration
@@ -24,11 +25,12 @@ class RuleSummary:
     holdout: str
 
 
-def summarize(rules: RuleSet, rule: Rule) -> RuleSummary:
+def summarize(rules: RuleSet, rule: Rule, base: Path) -> RuleSummary:
+    """`base`: the config's directory; rule files below it are named relative to it."""
     return RuleSummary(
         id=rule.id,
         description=rule.description,
-        where=rules.where(rule.id),
+        where=_relative(rules.where(rule.id), base),
         enabled=rule.enabled,
         audience=_audience(rule),
         timing=_timing(rule),
@@ -36,6 +38,14 @@ def summarize(rules: RuleSet, rule: Rule) -> RuleSummary:
         goal=_goal(rule),
         holdout=f"{rule.holdout:g}%" if rule.holdout else "none",
     )
+
+
+def _relative(where: str, base: Path) -> str:
+    path = Path(where)
+    try:
+        return str(path.relative_to(base.resolve()))
+    except ValueError:
+        return where
 
 
 def _compact(value: Any) -> str:

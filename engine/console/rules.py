@@ -34,7 +34,7 @@ def rule_routes(setup: ConsoleSetup, gate: Gate) -> APIRouter:
             "rules.html.j2",
             title="Rules",
             principal=principal,
-            rules=[summarize(rules, rule) for rule in rules.rules],
+            rules=[summarize(rules, rule, setup.config.base_dir) for rule in rules.rules],
             counts=counts,
             statuses=statuses,
         )
@@ -57,7 +57,7 @@ def rule_routes(setup: ConsoleSetup, gate: Gate) -> APIRouter:
             "rule.html.j2",
             title=rule.id,
             principal=principal,
-            rule=summarize(runner.rules, rule),
+            rule=summarize(runner.rules, rule, setup.config.base_dir),
             at=moment,
             at_given=at,
             upcoming=rows[:PAGE_SIZE],

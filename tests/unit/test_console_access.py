@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from engine.cli import cli
 from engine.config import Config
 from engine.console.passwords import BadHash, check_hash, hash_password, verify_password
 from engine.console.secret import session_key
@@ -93,3 +96,19 @@ def test_development_accepts_a_weak_key_and_replaces_an_empty_one() -> None:
     assert empty.warning is not None
     assert "random key" in empty.warning
     assert session_key(_config(KEY), "0.0.0.0").warning is None
+
+
+def test_hash_password_prints_a_config_entry_that_verifies() -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["hash-password", "--user", "maria", "--role", "operator", "--stdin"],
+        input="a-long-password-123\n",
+    )
+    assert result.exit_code == 0, result.output
+    entry = yaml.safe_load(result.output)["console"]["users"]["maria"]
+    assert entry["role"] == "operator"
+    assert verify_password("a-long-password-123", entry["password_hash"])
+    assert "a-long-password-123" not in result.output
+    short = CliRunner().invoke(cli, ["hash-password", "--stdin"], input="short\n")
+    assert short.exit_code == 1
+    assert "at least 12 characters" in short.output
