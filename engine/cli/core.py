@@ -25,7 +25,7 @@ from engine.cli.progress import counted, progress_bar
 from engine.clock import SystemClock, isoformat
 from engine.config import Config
 from engine.console import ConsoleSetup
-from engine.console.secret import session_key
+from engine.console.secret import SessionKey, session_key
 from engine.errors import LifecycleError
 from engine.http.app import create_app
 from engine.http.server import serve_api
@@ -326,6 +326,7 @@ def run(state: State, no_api: bool, full: bool) -> None:
     logging.getLogger("lifecycle").setLevel(logging.INFO)
     config = state.config()
     _signing_key_or_exit(config, None if no_api else config.api.host)
+    console_key = None if no_api else _console_key(config, config.api.host)
     app, clock = state.app(), SystemClock()
     app.runner.incremental = not full
     stop = Stop()
@@ -337,7 +338,7 @@ def run(state: State, no_api: bool, full: bool) -> None:
             clock=clock,
             metrics=app.metrics,
             not_ready=functools.partial(_not_ready, app, stop),
-            console=_console(app, clock, config.api.host),
+            console=_console(app, clock, console_key),
         )
     code = run_daemon(app, clock, stop=stop, http=http)
     if code != 0:
@@ -365,24 +366,31 @@ def api(state: State, host: str | None, port: int | None) -> None:
     config = state.config()
     host = host or config.api.host
     _signing_key_or_exit(config, host)
+    console_key = _console_key(config, host)
     clock = SystemClock()
-    if config.console.enabled:  # the console reads rules and renders: it needs the engine
+    if console_key is not None:  # the console reads rules and renders: it needs the engine
         app = state.app()
-        console = _console(app, clock, host)
+        console = _console(app, clock, console_key)
         http = create_app(store=app.store, config=config, clock=clock, console=console)
     else:
         http = create_app(store=state.store(config), config=config, clock=clock)
     serve_api(http, host, config.api.port if port is None else port)
 
 
-def _console(app: App, clock: SystemClock, host: str) -> ConsoleSetup | None:
-    """The web console's setup when the config opens it (a session key outside development
-    is required: LifecycleError otherwise), else None."""
-    if not app.config.console.enabled:
+def _console_key(config: Config, host: str) -> SessionKey | None:
+    """The console's session key when the config opens the console, else None; checked
+    before anything opens, like api.secret_key (LifecycleError outside development)."""
+    if not config.console.enabled:
         return None
-    key = session_key(app.config, host)
+    key = session_key(config, host)
     if key.warning:
         logging.getLogger("lifecycle").warning("%s", key.warning)
+    return key
+
+
+def _console(app: App, clock: SystemClock, key: SessionKey | None) -> ConsoleSetup | None:
+    if key is None:
+        return None
     return ConsoleSetup(runner=app.runner, config=app.config, clock=clock, secret=key.secret)
 
 

@@ -13,7 +13,12 @@ import httpx
 import pytest
 from sqlalchemy import create_engine
 
+from engine.clock import FixedClock
+from engine.config import Config
+from engine.http.app import create_app
+from engine.http.server import running_server
 from engine.sql.schema import audit
+from engine.store import EventRecord, Store, UserUpsert
 from tests.conftest import _truncate
 from tests.integration.console_kit import (
     OPERATOR,
@@ -373,3 +378,30 @@ def _escaped(text: str) -> str:
     from markupsafe import escape
 
     return str(escape(text))
+
+
+def test_what_users_wrote_is_shown_escaped(client: httpx.Client, console: Console) -> None:
+    hostile = "<script>alert(1)</script>"
+    console.app.store.people.upsert_users(
+        [UserUpsert("x<y", {"company": hostile}, email="x@example.com", signed_up_at=NOW)], NOW
+    )
+    console.app.store.people.insert_events(
+        [EventRecord("x<y", "login", NOW, {"note": hostile}, None)], NOW
+    )
+    log_in(client, VIEWER, VIEWER_PASSWORD)
+    page = client.get("/console/users/" + quote("x<y", safe=""))
+    assert page.status_code == 200
+    _assert_strict(page)  # no <script anywhere
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert "<h1>User x&lt;y</h1>" in page.text
+    assert 'action="/console/users/x%3Cy"' in page.text  # quoted in the path
+
+
+def test_without_a_login_configured_the_console_says_how_to_turn_it_on(
+    store: Store, now: datetime
+) -> None:
+    http = create_app(store=store, config=Config(), clock=FixedClock(now))
+    with running_server(http) as base:
+        answer = httpx.get(f"{base}/console/rules", timeout=10)
+    assert answer.status_code == 503
+    assert "console.users (lifecycle hash-password)" in answer.text
