@@ -383,6 +383,45 @@ class ReportsConfig(_Section):
         return value
 
 
+ConsoleRole = Literal["read_only", "operator"]
+USERNAME_PATTERN = r"^[A-Za-z0-9._@-]{1,64}$"
+
+
+class ConsoleUser(_Section):
+    """A console login: the hash `lifecycle hash-password` prints (never the password)."""
+
+    password_hash: str = Field(min_length=1, max_length=512)
+    role: ConsoleRole = "read_only"
+
+
+class ConsoleConfig(_Section):
+    """The web console at /console. It is served once it has a way to log in: `users`, or
+    `upstream_header` set by a reverse proxy that authenticates people itself."""
+
+    users: dict[Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)], ConsoleUser] = Field(
+        default_factory=dict
+    )
+    # Signs session cookies; `run` and `api` refuse a weak one outside development.
+    secret_key: str = ""
+    session_ttl: Duration = timedelta(hours=8)
+    # A header naming the person (e.g. X-Forwarded-User), trusted only from these peers:
+    # off by default, since anyone who reaches the port directly could send it.
+    upstream_header: str | None = None
+    upstream_trusted: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    upstream_role: ConsoleRole = "read_only"  # for people the header names but `users` lacks
+
+    @field_validator("session_ttl")
+    @classmethod
+    def _ttl(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.users) or bool(self.upstream_header)
+
+
 class Config(_Section):
     database: DatabaseConfig = DatabaseConfig()
     paths: PathsConfig = PathsConfig()
@@ -395,6 +434,7 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     reports: ReportsConfig = ReportsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    console: ConsoleConfig = ConsoleConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     def resolve(self, path: Path) -> Path:

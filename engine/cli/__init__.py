@@ -4,11 +4,22 @@ One module per family of commands; importing them registers them on the `cli` gr
 
 from __future__ import annotations
 
-from engine.cli import core, db, demo, replay, reports, send_test, tokens
+from engine.cli import console, core, db, demo, replay, reports, send_test, tokens
 from engine.cli.base import cli
 from engine.cli.examples import add_examples
 
-__all__ = ["cli", "core", "db", "demo", "main", "replay", "reports", "send_test", "tokens"]
+__all__ = [
+    "cli",
+    "console",
+    "core",
+    "db",
+    "demo",
+    "main",
+    "replay",
+    "reports",
+    "send_test",
+    "tokens",
+]
 
 
 add_examples(cli)  # after every module above has registered its commands

@@ -25,6 +25,8 @@ from engine.cli.present import preview_json, preview_summary, preview_table, tic
 from engine.cli.progress import counted, progress_bar
 from engine.clock import SystemClock, isoformat
 from engine.config import Config
+from engine.console import ConsoleSetup
+from engine.console.secret import SessionKey, session_key
 from engine.errors import LifecycleError
 from engine.http.app import create_app
 from engine.http.server import serve_api
@@ -336,6 +338,7 @@ def run(state: State, no_api: bool, full: bool) -> None:
     logging.getLogger("lifecycle").setLevel(logging.INFO)
     config = state.config()
     _signing_key_or_exit(config, None if no_api else config.api.host)
+    console_key = None if no_api else _console_key(config, config.api.host)
     app, clock = state.app(), SystemClock()
     _webhook_secret_or_exit(app)
     app.runner.incremental = not full
@@ -348,6 +351,7 @@ def run(state: State, no_api: bool, full: bool) -> None:
             clock=clock,
             metrics=app.metrics,
             not_ready=functools.partial(_not_ready, app, stop),
+            console=_console(app, clock, console_key),
         )
     code = run_daemon(app, clock, stop=stop, http=http)
     if code != 0:
@@ -375,8 +379,14 @@ def api(state: State, host: str | None, port: int | None) -> None:
     config = state.config()
     host = host or config.api.host
     _signing_key_or_exit(config, host)
-    store = state.store(config)
-    http = create_app(store=store, config=config, clock=SystemClock())
+    console_key = _console_key(config, host)
+    clock = SystemClock()
+    if console_key is not None:  # the console reads rules and renders: it needs the engine
+        app = state.app()
+        console = _console(app, clock, console_key)
+        http = create_app(store=app.store, config=config, clock=clock, console=console)
+    else:
+        http = create_app(store=state.store(config), config=config, clock=clock)
     serve_api(http, host, config.api.port if port is None else port)
 
 
@@ -386,6 +396,23 @@ def _webhook_secret_or_exit(app: App) -> None:
     result = require_webhook_secret(app.config, app.rules)
     if result.severity == "warning":
         logging.getLogger("lifecycle").warning("%s", result.message)
+
+
+def _console_key(config: Config, host: str) -> SessionKey | None:
+    """The console's session key when the config opens the console, else None; checked
+    before anything opens, like api.secret_key (LifecycleError outside development)."""
+    if not config.console.enabled:
+        return None
+    key = session_key(config, host)
+    if key.warning:
+        logging.getLogger("lifecycle").warning("%s", key.warning)
+    return key
+
+
+def _console(app: App, clock: SystemClock, key: SessionKey | None) -> ConsoleSetup | None:
+    if key is None:
+        return None
+    return ConsoleSetup(runner=app.runner, config=app.config, clock=clock, secret=key.secret)
 
 
 def _signing_key_or_exit(config: Config, host: str | None) -> None:

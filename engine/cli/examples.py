@@ -22,6 +22,7 @@ EXAMPLES = {
     "dry-run": "lifecycle dry-run --at 2026-03-03T09:00:00Z --rule welcome-sales-marketing",
     "explain": "lifecycle explain --user omar --rule organic-data-engineer-no-connection-24h",
     "guide-token": "lifecycle guide-token omar --ttl 1h",
+    "hash-password": "lifecycle hash-password --user maria --role operator",
     "ingest": "lifecycle ingest events.jsonl",
     "replay": "lifecycle replay --from 2026-03-01 --to 2026-03-08 --step 1h",
     "report": "lifecycle report impact --from 2026-03-01 --to 2026-04-01",

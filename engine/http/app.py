@@ -27,6 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from engine import __version__
 from engine.clock import Clock, isoformat
 from engine.config import BrandConfig, Config
+from engine.console import ConsoleSetup, console_disabled
+from engine.console import install as install_console
 from engine.delivery.tokens import BadToken, BadTokenReason, read_unsubscribe_token
 from engine.http.tokens import read_guide_token
 from engine.ingest.routes import ingest_routes
@@ -112,10 +114,13 @@ def create_app(
     clock: Clock,
     metrics: Metrics | None = None,
     not_ready: Callable[[], str | None] = lambda: None,
+    console: ConsoleSetup | None = None,
 ) -> FastAPI:
     """`metrics`: the daemon passes its runner's, so that one scrape shows ticks and sends;
     without one the API exports its own (ingestion only). `not_ready`: the daemon's own
-    reason not to take traffic (shutting down), checked by /readyz with the database."""
+    reason not to take traffic (shutting down), checked by /readyz with the database.
+    `console`: the web console's runner and session key; without it /console says how to
+    turn it on."""
     metrics = metrics or Metrics()
     # Read at scrape time, so every replica's /metrics shows the shared queue as it is now.
     metrics.watch_queue(lambda: store.gauges.queue_or_none(clock.now()), clock.now)
@@ -137,6 +142,10 @@ def create_app(
     app.include_router(_unsubscribe_routes(store.reads, store.guides, config, clock))
     app.include_router(_guide_routes(store.guides, config, clock))
     app.include_router(ingest_routes(store.people, store.dialect, config, clock, metrics))
+    if console is not None:
+        install_console(app, console)
+    else:
+        console_disabled(app)
     return app
 
 

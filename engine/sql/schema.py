@@ -78,6 +78,7 @@ users = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Index(None, "signed_up_at"),
     Index(None, "account_id"),
+    Index(None, "email"),  # the console finds a user by email
 )
 
 events = Table(
@@ -140,6 +141,8 @@ deliveries = Table(
     Index(None, "rule_id", "user_id"),
     Index(None, "status", "send_at"),
     Index(None, "user_id"),
+    # The console's per-rule counts by status over the last day, week and all time.
+    Index(None, "rule_id", "status", "created_at"),
 )
 
 guide_flags = Table(
@@ -218,4 +221,18 @@ evaluation_marks = Table(
     Column("evaluated_at", UTCDateTime(), nullable=False),
     Column("event_id", BigInteger, nullable=False),
     Column("change_seq", BigInteger, nullable=False),
+)
+
+# Every operator action in the web console (and every login to it): who, what, when.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(255)),
+    Column("detail", Text),
+    Index(None, "at"),
 )

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 
 from engine.sql.schema import metadata
+from engine.store.audit import Audit
 from engine.store.connection import Database, isolated, writing
+from engine.store.console import ConsoleReads
 from engine.store.directory import Directory
 from engine.store.gauges import Gauges
 from engine.store.guides import Guides
@@ -44,6 +46,8 @@ class Store:
         self.states = States(database)
         self.rewind = Rewind(database)
         self.gauges = Gauges(database)
+        self.console = ConsoleReads(database)  # the web console's listings
+        self.audit = Audit(database)  # its operator actions, each with who and when
 
     @property
     def engine(self) -> Engine:

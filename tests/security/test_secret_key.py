@@ -13,6 +13,7 @@ import httpx
 import pytest
 import yaml
 
+from engine.console.passwords import hash_password
 from engine.delivery.tokens import unsubscribe_token
 from tests.acceptance.conftest import Project, make_project, project
 from tests.acceptance.probed_daemon import free_port
@@ -112,3 +113,51 @@ def _rewrite(project: Project, **api: Any) -> None:
     config = yaml.safe_load(project.config_file.read_text())
     config["api"] = {**config["api"], **api}
     project.config_file.write_text(yaml.safe_dump(config))
+
+
+HASH = hash_password("operator-password-1")
+CONSOLE_USERS = {"maria": {"role": "operator", "password_hash": HASH}}
+
+
+@pytest.mark.parametrize("key", ["", "change-me", "x" * 31], ids=repr)
+@pytest.mark.parametrize("command", [["api"], ["run"]])
+def test_run_and_api_refuse_a_weak_console_key_outside_development(
+    tmp_path: Path, key: str, command: list[str]
+) -> None:
+    project = make_project(
+        tmp_path,
+        "sqlite:///lifecycle.db",
+        api=PRODUCTION,
+        console={"users": CONSOLE_USERS, "secret_key": key},
+    )
+    result = project.run(*command, ok=False)
+    assert result.exit_code == 1
+    assert "refusing to serve the console: console.secret_key" in result.stderr
+    assert "LIFECYCLE_CONSOLE__SECRET_KEY" in result.stderr
+    assert not (tmp_path / "lifecycle.db").exists()  # refused before opening anything
+
+
+def test_the_api_serves_the_console_on_loopback_with_a_random_session_key(
+    tmp_path: Path,
+) -> None:
+    """The README's way in after the quick start: a console user, no key, loopback."""
+    port = free_port()
+    project = make_project(
+        tmp_path,
+        "sqlite:///lifecycle.db",
+        api={"port": port},
+        console={"users": {"maria": {"role": "operator", "password_hash": HASH}}},
+    )
+    process = start(project, "api")
+    try:
+        wait_for(lambda: healthy(f"http://127.0.0.1:{port}/healthz"), process, "the API")
+        base = f"http://127.0.0.1:{port}/console"
+        assert (
+            httpx.get(f"{base}/rules", timeout=5).headers["location"].startswith("/console/login")
+        )
+        login = httpx.get(f"{base}/login", timeout=5)
+        assert login.status_code == 200
+        assert "script-src 'none'" in login.headers["content-security-policy"]
+    finally:
+        output = stop(process)
+    assert "console sessions use a random key" in output
