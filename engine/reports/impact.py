@@ -39,6 +39,7 @@ from engine.reports.sql import (
     within,
 )
 from engine.reports.stats import compare, median
+from engine.reports.variants import variant_tables
 from engine.rules.language import Rule
 from engine.sql.candidates import properties_match
 from engine.sql.json_values import JsonText
@@ -111,7 +112,8 @@ def build(ctx: ReportContext) -> Report:
         views=_views(ctx.by),
     )
     title = "Impact of each rule (holdout test)"
-    return Report("impact", title, ctx.period, (table,), tuple(notes))
+    tables = (table, *variant_tables(ctx, measured, ledger_query))
+    return Report("impact", title, ctx.period, tables, tuple(notes))
 
 
 def _columns(by: By | None) -> tuple[Column, ...]:
@@ -244,6 +246,7 @@ def ledger_query(rule: Rule, period: Period, by: By | None) -> Subquery:
         select(
             _arm().label("arm"),
             *group_columns(by),
+            deliveries.c.variant,
             deliveries.c.fire_at,
             goal_at.label("goal_at"),
             _interacted(rule, (GUIDE_SEEN, GUIDE_COMPLETED), period).label("seen"),
