@@ -56,6 +56,7 @@ def send_test(app: App, rule_id: str, user_id: str, to: str, now: datetime) -> T
             message_id=message_id,
             now=now,
             subject_prefix=SUBJECT_PREFIX,
+            tracked=False,
         )
     except TemplateError as exc:
         hint = (
