@@ -18,6 +18,8 @@ from sqlalchemy.sql.expression import ColumnElement, Subquery
 
 from engine.model import Status
 from engine.reports.context import By, ReportContext
+from engine.reports.engagement import NOTE as ENGAGEMENT_NOTE
+from engine.reports.engagement import engagement_tables
 from engine.reports.formats import format_value, pair, ratio, show
 from engine.reports.model import (
     BarChart,
@@ -112,7 +114,10 @@ def build(ctx: ReportContext) -> Report:
         views=_views(ctx.by),
     )
     title = "Impact of each rule (holdout test)"
-    tables = (table, *variant_tables(ctx, measured, ledger_query))
+    engagement = engagement_tables(ctx, ctx.rules)
+    if engagement:
+        notes.append(ENGAGEMENT_NOTE)
+    tables = (table, *variant_tables(ctx, measured, ledger_query), *engagement)
     return Report("impact", title, ctx.period, tables, tuple(notes))
 
 
