@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from engine.config import Config, ReportsConfig
 from engine.delivery.tracking import Tracked, tracking_token
@@ -17,6 +18,7 @@ from engine.http.tracking import PIXEL
 from engine.model import Event
 from engine.reports import catalog
 from engine.reports.context import ReportContext
+from engine.reports.output import rich_report
 from engine.reports.periods import Period
 from engine.rules.language import Rule
 from engine.sql.schema import deliveries
@@ -189,6 +191,12 @@ def test_goals_and_the_report_count_the_recorded_opens_and_clicks(
         "click_rate": pytest.approx(1 / 3),
     }
     assert any("not the goal" in note for note in report.notes)
+    console = Console(width=160, record=True)
+    console.print(rich_report(report, width=160))
+    text = console.export_text()
+    assert "Opens and clicks per rule (not the goal)" in text
+    assert "1 / 3 (33.3%)" in text
+    assert "2 / 3 (66.7%)" in text
 
 
 def test_without_tracked_events_there_is_no_engagement_table(store: Store, now: datetime) -> None:
