@@ -202,6 +202,20 @@ def _quiet_hours(value: Any) -> Any:
 OptionalQuietHours = Annotated[QuietHours | None, BeforeValidator(_quiet_hours)]
 
 
+class TrackingConfig(_Section):
+    """Opens and clicks (off by default: a pixel and rewritten links are a privacy choice the
+    operator makes). An open within `machine_open_seconds` of the hand-over, or from a known
+    prefetching proxy, is recorded with `machine: true`."""
+
+    opens: bool = False
+    clicks: bool = False
+    machine_open_seconds: float = Field(default=5.0, ge=0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.opens or self.clicks
+
+
 class MailConfig(_Section):
     transport: Literal["file", "console", "smtp"] = "file"
     from_address: str = Field(default="Lifecycle <lifecycle@localhost>", alias="from")
@@ -212,6 +226,7 @@ class MailConfig(_Section):
     unsubscribe_mailto: str | None = None  # also offered in List-Unsubscribe
     quiet_hours: OptionalQuietHours = None  # in each user's timezone; rules may override
     daily_cap: int | None = Field(default=None, ge=1)  # emails per user per rolling 24h
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("from_address")
     @classmethod

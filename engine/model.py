@@ -9,6 +9,10 @@ from typing import Any
 
 SIGNED_UP = "signed_up"  # the anchor name for a user's signup time; never an event name
 ACCOUNT_CREATED = "account_created"  # the anchor name for the account's first member's signup
+# The engine's own events for tracked emails (mail.tracking): what opens and clicks are
+# recorded as, with rule_id and message_id in their properties.
+EMAIL_OPENED = "email_opened"
+EMAIL_CLICKED = "email_clicked"
 ACTIVATED = "activated"  # rule files' name for the first `reports.activation_event`
 # A user's stored fields, in the order of the users table.
 USER_FIELDS = (

@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.app.wiring import App
 from engine.decide.keys import user_hash
+from engine.decide.variants import variant_of
 from engine.delivery.mail import SendError
 from engine.errors import LifecycleError, TemplateError
 from engine.rules.language import Rule
@@ -39,13 +40,15 @@ def send_test(app: App, rule_id: str, user_id: str, to: str, now: datetime) -> T
     if user is None:
         raise LifecycleError(f"no user {user_id!r} in the database")
     user["traits"] = user["traits"] or {}
-    assert rule.send.email is not None
+    # The template the user's variant gets: what a real send to them would render.
+    template = rule.send.email_for(variant_of(rule, user_id))
+    assert template is not None
     anchor, guide, source = _anchor(app, rule, user, now)
     message_id = test_message_id(rule.id, user_id, app.config.mail.domain)
     try:
         message = app.runner.composer.message(
             rule,
-            rule.send.email,
+            template,
             user,
             anchor,
             guide,
@@ -53,6 +56,7 @@ def send_test(app: App, rule_id: str, user_id: str, to: str, now: datetime) -> T
             message_id=message_id,
             now=now,
             subject_prefix=SUBJECT_PREFIX,
+            tracked=False,
         )
     except TemplateError as exc:
         hint = (
@@ -94,7 +98,8 @@ def _anchor(
     planned = app.runner.dry_run(now, rule_ids=[rule.id], user_ids=[user["id"]], render=False)
     ttl = rule.send.guide_ttl or app.config.defaults.guide_ttl
     # A held-out row sets no guide; the test shows the email the others get.
-    guide = (rule.send.guide, now + ttl if rule.send.guide else None)
+    plain = rule.send.guide_for(variant_of(rule, str(user["id"])))
+    guide = (plain, now + ttl if plain else None)
     if planned:
         row = planned[0].planned
         if row.guide_id:

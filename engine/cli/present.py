@@ -56,6 +56,7 @@ def preview_json(preview: Preview, *, show_body: bool = False) -> dict[str, Any]
         "signup_source": p.candidate.user.get("signup_source"),
         "status": dry_run_status(preview),
         "reason": p.reason,
+        "variant": p.variant,
         "anchor_at": isoformat(p.anchor_at),
         "fire_at": isoformat(p.fire_at),
         "send_at": isoformat(p.send_at),
@@ -89,6 +90,7 @@ def preview_table(previews: list[Preview], *, limit: int | None = None, width: i
     for preview in shown:
         row = preview_json(preview)
         status = row["status"] + (f" ({row['reason']})" if row["reason"] else "")
+        variant = f"\n[dim]variant {escape(row['variant'])}[/]" if row["variant"] else ""
         email = ""
         if row["email"]:
             # Escaped: rich reads markup, and render errors quote template text.
@@ -103,7 +105,7 @@ def preview_table(previews: list[Preview], *, limit: int | None = None, width: i
                 row["rule"],
                 escape(str(row["user_id"])) + (f"\n[dim]{which}[/]" if which else ""),
                 escape(f"{row['persona']}/{row['signup_source']}"),
-                f"[{_STYLE[row['status']]}]{status}[/]",
+                f"[{_STYLE[row['status']]}]{status}[/]{variant}",
                 _when(row),
                 email,
                 guide,

@@ -44,6 +44,7 @@ def entry_json(item: Entry) -> dict[str, Any]:
         "send_at": isoformat(item.send_at),
         "email": item.email if item.outcome == "email" else None,
         "guide": item.guide,
+        "variant": item.variant,
     }
 
 
@@ -96,7 +97,8 @@ def timeline_table(
             f"[{_STYLE.get(item.outcome, 'white')}]"
             + item.outcome
             + (f" ({item.reason})" if item.reason else "")
-            + "[/]",
+            + "[/]"
+            + (f"\n[dim]variant {item.variant}[/]" if item.variant else ""),
             (item.email or "") if item.outcome == "email" else "",
             item.guide or "",
         ]
@@ -263,6 +265,7 @@ def explain_json(explanation: Explanation) -> dict[str, Any]:
             "send_at": isoformat(planned.send_at),
             "email_to": planned.email_to,
             "guide": planned.guide_id,
+            "variant": planned.variant,
         },
     }
 

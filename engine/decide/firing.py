@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.decide.keys import in_holdout, message_id
 from engine.decide.send_time import next_allowed, zone
+from engine.decide.variants import variant_of
 from engine.model import SkipReason, Status
 from engine.rules.language import Rule
 from engine.rules.quiet_hours import QuietHours
@@ -59,6 +60,7 @@ class Planned:
     candidate: Candidate = field(repr=False, compare=False)
     guide_params: dict[str, Any] = field(default_factory=dict)
     webhook_template: str | None = None  # the body of a webhook row, queued with `send_at`
+    variant: str | None = None  # which of the rule's variants; None: no variants, or held out
 
     @property
     def sends_webhook(self) -> bool:
@@ -85,7 +87,9 @@ def decide(
 ) -> Planned:
     user_id = candidate.user_id
     held_out = in_holdout(rule, candidate.counted_against)
-    guide = rule.send.guide if not held_out else None
+    # The held out get no message, so no variant: the variants compare among the treated.
+    variant = None if held_out else variant_of(rule, candidate.counted_against)
+    guide = rule.send.guide_for(variant) if not held_out else None
     ttl = rule.send.guide_ttl or guide_ttl
     status, reason = _email_status(rule, candidate, held_out)
     sends = status is Status.PENDING
@@ -110,7 +114,7 @@ def decide(
         fire_at=candidate.anchor_at + rule.when.after,
         send_at=send_at if sends else None,
         holdout=held_out,
-        email_template=rule.send.email,
+        email_template=rule.send.email_for(variant),
         email_to=candidate.user.get("email") if mails else None,
         message_id=message_id(rule.id, user_id, domain, candidate.occurrence) if mails else None,
         guide_id=guide,
@@ -118,6 +122,7 @@ def decide(
         candidate=candidate,
         guide_params=dict(rule.send.guide_params) if guide else {},
         webhook_template=webhook.body if webhook is not None else None,
+        variant=variant,
     )
 
 

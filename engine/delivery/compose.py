@@ -19,7 +19,9 @@ from engine.delivery.envelope import Envelope
 from engine.delivery.locales import user_locale
 from engine.delivery.mail import build_message
 from engine.delivery.render import RenderedEmail, Renderer, email_context
-from engine.delivery.tokens import unsubscribe_url
+from engine.delivery.tokens import UNSUBSCRIBE_PATH, unsubscribe_url
+from engine.delivery.track_html import add_pixel, rewrite_links
+from engine.delivery.tracking import Tracked, click_url, open_url
 from engine.rules.language import Rule
 
 # (account, inviter): {"id", "traits", "member_count"} and {"id", "email", "traits"}, or None.
@@ -102,19 +104,42 @@ class Composer:
         message_id: str,
         now: datetime,
         subject_prefix: str = "",
+        tracked: bool = True,
     ) -> EmailMessage:
         """The message the dispatcher hands over for this user and rule, from `template`
         (the ledger row's: the rule may have been edited since; `anchor`: its time and
         properties; `guide`: its id and expiry). `send-test` builds through here too, so
-        a test send is the very email a user would get, bar the subject prefix it adds.
+        a test send is the very email a user would get, bar the subject prefix it adds
+        (and `tracked=False`: its opens and clicks are not the user's).
         Raises TemplateError when the template cannot render."""
         context = self.context(rule, user, *anchor, *guide)
         rendered = self.render(template, context)
+        if tracked and self.config.mail.tracking.enabled:
+            rendered = replace(
+                rendered, html=self._track(rendered.html, rule, user, message_id, now)
+            )
         if subject_prefix:
             rendered = replace(rendered, subject=f"{subject_prefix}{rendered.subject}")
         # The token is timestamped: the header must carry the very link the bodies show.
         unsubscribe = str(context["unsubscribe_url"])
         return build_message(self.envelope(to, message_id, rendered, now, unsubscribe))
+
+    def _track(
+        self, html: str, rule: Rule, user: dict[str, Any], message_id: str, now: datetime
+    ) -> str:
+        api, tracking = self.config.api, self.config.mail.tracking
+        base = Tracked("open", rule.id, str(user["id"]), message_id, now)
+        if tracking.clicks:
+            html = rewrite_links(
+                html,
+                lambda url: click_url(
+                    api.public_url, api.secret_key, replace(base, kind="click", url=url)
+                ),
+                keep=f"{api.public_url.rstrip('/')}{UNSUBSCRIBE_PATH}",
+            )
+        if tracking.opens:
+            html = add_pixel(html, open_url(api.public_url, api.secret_key, base))
+        return html
 
     def envelope(
         self,

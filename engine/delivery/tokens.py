@@ -10,6 +10,7 @@ from typing import Literal
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 UNSUBSCRIBE = "lifecycle.unsubscribe"
+UNSUBSCRIBE_PATH = "/unsubscribe/"  # the API's route; tracking leaves such links alone
 
 # "future": signed by us but dated ahead of our clock (a sender's clock is wrong), which
 # itsdangerous reports as expired, although waiting, not a newer link, is what helps.
@@ -36,7 +37,7 @@ def unsubscribe_token(secret: str, user_id: str) -> str:
 
 
 def unsubscribe_url(public_url: str, secret: str, user_id: str) -> str:
-    return f"{public_url.rstrip('/')}/unsubscribe/{unsubscribe_token(secret, user_id)}"
+    return f"{public_url.rstrip('/')}{UNSUBSCRIBE_PATH}{unsubscribe_token(secret, user_id)}"
 
 
 def read_unsubscribe_token(secret: str, token: str, max_age_seconds: float) -> str:

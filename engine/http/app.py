@@ -31,6 +31,7 @@ from engine.console import ConsoleSetup, console_disabled
 from engine.console import install as install_console
 from engine.delivery.tokens import BadToken, BadTokenReason, read_unsubscribe_token
 from engine.http.tokens import read_guide_token
+from engine.http.tracking import tracking_routes
 from engine.ingest.routes import ingest_routes
 from engine.store import Store
 from engine.store.guides import Guides
@@ -142,6 +143,7 @@ def create_app(
     app.include_router(_unsubscribe_routes(store.reads, store.guides, config, clock))
     app.include_router(_guide_routes(store.guides, config, clock))
     app.include_router(ingest_routes(store.people, store.dialect, config, clock, metrics))
+    app.include_router(tracking_routes(store.people, config, clock))
     if console is not None:
         install_console(app, console)
     else:

@@ -18,6 +18,8 @@ from sqlalchemy.sql.expression import ColumnElement, Subquery
 
 from engine.model import Status
 from engine.reports.context import By, ReportContext
+from engine.reports.engagement import NOTE as ENGAGEMENT_NOTE
+from engine.reports.engagement import engagement_tables
 from engine.reports.formats import format_value, pair, ratio, show
 from engine.reports.model import (
     BarChart,
@@ -39,6 +41,7 @@ from engine.reports.sql import (
     within,
 )
 from engine.reports.stats import compare, median
+from engine.reports.variants import variant_tables
 from engine.rules.language import Rule
 from engine.sql.candidates import properties_match
 from engine.sql.json_values import JsonText
@@ -111,7 +114,11 @@ def build(ctx: ReportContext) -> Report:
         views=_views(ctx.by),
     )
     title = "Impact of each rule (holdout test)"
-    return Report("impact", title, ctx.period, (table,), tuple(notes))
+    engagement = engagement_tables(ctx, ctx.rules)
+    if engagement:
+        notes.append(ENGAGEMENT_NOTE)
+    tables = (table, *variant_tables(ctx, measured, ledger_query), *engagement)
+    return Report("impact", title, ctx.period, tables, tuple(notes))
 
 
 def _columns(by: By | None) -> tuple[Column, ...]:
@@ -244,6 +251,7 @@ def ledger_query(rule: Rule, period: Period, by: By | None) -> Subquery:
         select(
             _arm().label("arm"),
             *group_columns(by),
+            deliveries.c.variant,
             deliveries.c.fire_at,
             goal_at.label("goal_at"),
             _interacted(rule, (GUIDE_SEEN, GUIDE_COMPLETED), period).label("seen"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import operator
 import re
 from collections.abc import Collection
@@ -272,9 +273,67 @@ class When(_Frozen):
         return bool(self.account_done or self.account_not_done) or self.anchored_on_account
 
 
+VARIANT_PATTERN = RULE_ID_PATTERN
+VariantName = Annotated[str, Field(pattern=VARIANT_PATTERN, max_length=64)]
+
+
+class Variants(_Frozen):
+    """Versions of one message (`{variants: {a: tpl_a, b: tpl_b}, split: {a: 50, b: 50}}`):
+    each subject gets one, by a hash of (rule, subject) (engine/decide/variants.py). Without
+    `split`, the variants share the subjects evenly."""
+
+    variants: dict[VariantName, Annotated[StrictStr, Field(min_length=1)]]
+    split: dict[VariantName, Percent] | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if len(self.variants) < 2:
+            raise ValueError(
+                "variants needs at least two variants (for one message, name it directly)"
+            )
+        if self.split is None:
+            return self
+        missing = sorted(set(self.variants) - set(self.split))
+        unknown = sorted(set(self.split) - set(self.variants))
+        if missing or unknown:
+            said = [f"no share for {', '.join(missing)}"] if missing else []
+            said += [f"{', '.join(unknown)} not among the variants"] if unknown else []
+            raise ValueError(f"split must name exactly the variants: {'; '.join(said)}")
+        total = math.fsum(self.split.values())
+        if not math.isclose(total, 100.0, abs_tol=1e-9):
+            raise ValueError(f"split must sum to 100%, not {total:g}%")
+        if not any(self.split.values()):
+            raise ValueError("split gives every variant 0%")
+        return self
+
+    def shares(self) -> tuple[tuple[str, float], ...]:
+        """(variant, percent) by name: the order is the names', not the file's, so that
+        reordering the YAML moves nobody to another variant."""
+        names = sorted(self.variants)
+        if self.split is None:
+            return tuple((name, 100.0 / len(names)) for name in names)
+        return tuple((name, self.split[name]) for name in names)
+
+
+def _message_form(value: Any) -> str:
+    return "Variants" if isinstance(value, dict) else "str"
+
+
+# A mapping is a set of variants and a string one message: one form's errors, never both.
+EmailField = Annotated[
+    Annotated[StrictStr, Tag("str")] | Annotated[Variants, Tag("Variants")],
+    Discriminator(_message_form),
+]
+GuideId = Annotated[StrictStr, Field(pattern=RULE_ID_PATTERN)]
+GuideField = Annotated[
+    Annotated[GuideId, Tag("str")] | Annotated[Variants, Tag("Variants")],
+    Discriminator(_message_form),
+]
+
+
 class Send(_Frozen):
-    email: StrictStr | None = None
-    guide: Annotated[StrictStr, Field(pattern=RULE_ID_PATTERN)] | None = None
+    email: EmailField | None = None
+    guide: GuideField | None = None
     guide_ttl: Duration | None = None
     guide_params: dict[Key, Any] = Field(default_factory=dict)  # passed to the frontend as is
     webhook: Webhook | None = None
@@ -293,7 +352,51 @@ class Send(_Frozen):
             )
         if (self.guide_ttl is not None or self.guide_params) and not self.guide:
             raise ValueError("guide_ttl and guide_params need send.guide")
+        if isinstance(self.guide, Variants):
+            for name, guide in self.guide.variants.items():
+                if not re.match(RULE_ID_PATTERN, guide):
+                    raise ValueError(
+                        f"send.guide.variants.{name}: {guide!r} must match [a-z0-9_-]+"
+                    )
+        mails, guides = self.email_variants, self.guide_variants
+        if mails is not None and guides is not None and mails.shares() != guides.shares():
+            # One hash places a subject in one variant: of the email and the guide alike.
+            raise ValueError(
+                "send.email and send.guide both have variants: they must name the same "
+                "variants with the same split"
+            )
         return self
+
+    @property
+    def email_variants(self) -> Variants | None:
+        return self.email if isinstance(self.email, Variants) else None
+
+    @property
+    def guide_variants(self) -> Variants | None:
+        return self.guide if isinstance(self.guide, Variants) else None
+
+    @property
+    def variants(self) -> Variants | None:
+        """The rule's variants (its email's, else its guide's), or None."""
+        return self.email_variants or self.guide_variants
+
+    def email_for(self, variant: str | None) -> str | None:
+        """The email template a subject in `variant` gets (None: the rule sends no email)."""
+        if isinstance(self.email, Variants):
+            return self.email.variants[variant] if variant is not None else None
+        return self.email
+
+    def guide_for(self, variant: str | None) -> str | None:
+        if isinstance(self.guide, Variants):
+            return self.guide.variants[variant] if variant is not None else None
+        return self.guide
+
+    @property
+    def email_templates(self) -> tuple[str, ...]:
+        """Every email template the rule may send, by variant name."""
+        if isinstance(self.email, Variants):
+            return tuple(self.email.variants[name] for name, _ in self.email.shares())
+        return (self.email,) if self.email else ()
 
 
 class Goal(_Frozen):
@@ -491,9 +594,8 @@ def parse_rule_file(
         except ValidationError as exc:
             problems.extend(_located_problems(exc, located, base, rule_id))
             continue
-        missing = _missing_template(rule, templates)
-        if missing:
-            where = located.line((*base, "send", "email"))
+        for path, missing in _missing_templates(rule, templates):
+            where = located.line((*base, "send", "email", *path))
             problems.append(Problem(missing, file, where, rule.id))
         if rule.send.webhook is not None:
             resolved, found = _webhook(rule, webhooks or WebhookPolicy())
@@ -528,11 +630,29 @@ def _webhook(rule: Rule, policy: WebhookPolicy) -> tuple[Rule | None, list[str]]
     return rule.model_copy(update={"send": send}), []
 
 
-def _missing_template(rule: Rule, templates: Collection[str] | None) -> str | None:
-    if templates is None or not rule.send.email or rule.send.email in templates:
-        return None
+def _missing_templates(
+    rule: Rule, templates: Collection[str] | None
+) -> list[tuple[tuple[str, ...], str]]:
+    """(where in the rule, message) for each email template of the rule that does not exist."""
+    if templates is None:
+        return []
     known = ", ".join(sorted(templates)) or "none"
-    return f"send.email: template {rule.send.email!r} does not exist (known: {known})"
+    email = rule.send.email
+    named = (
+        [(("variants", name), tpl) for name, tpl in email.variants.items()]
+        if isinstance(email, Variants)
+        else [((), email)]
+        if email
+        else []
+    )
+    return [
+        (
+            path,
+            f"{'.'.join(('send.email', *path))}: template {tpl!r} does not exist (known: {known})",
+        )
+        for path, tpl in named
+        if tpl not in templates
+    ]
 
 
 def _located_problems(
@@ -551,7 +671,9 @@ def _located_problems(
 
 
 _KEY_MARK = "[key]"  # pydantic's last `loc` part when a dict key fails validation
-_UNION_TAG = re.compile(r"^(str|int|float|bool|Since|function-before\[.*\]|function-after\[.*\])$")
+_UNION_TAG = re.compile(
+    r"^(str|int|float|bool|Since|Variants|function-before\[.*\]|function-after\[.*\])$"
+)
 
 
 def _clean_loc(loc: tuple[int | str, ...]) -> tuple[object, ...]:

@@ -33,8 +33,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from engine.decide.caps import WINDOW
 from engine.decide.keys import HOLDOUT_KEY_BYTES
+from engine.decide.variants import boundaries, variant_salted
 from engine.model import EMAIL_COUNTED, SkipReason, Status
-from engine.rules.language import Rule
+from engine.rules.language import Rule, Variants
 from engine.rules.quiet_hours import QuietHours
 from engine.sql.candidates import compile_rule, firings, suppression
 from engine.sql.dialect import HoldoutKey, UserHash, plus
@@ -59,6 +60,7 @@ LEDGER_COLUMNS = (
     "send_at",
     "holdout",
     "message_id",
+    "variant",
     "attempts",
     "created_at",
     "updated_at",
@@ -194,7 +196,8 @@ def ledger_insert(
     ).c
     status, reason = _email_status(rule, c.held_out, c.suppression, c.email)
     sends = status == Status.PENDING.value
-    guide = rule.send.guide
+    variant = _variant(rule, c.subject)
+    chosen = case((c.held_out, null()), else_=variant)
     return select(
         _text(rule.id),
         c.id,
@@ -202,15 +205,22 @@ def ledger_insert(
         c.occurrence,
         status,
         reason,
-        case((sends, _text(rule.send.email)), else_=null()),
+        case(
+            (sends, _by_variant(rule.send.email_variants, variant, rule.send.email)), else_=null()
+        ),
         case((sends, c.email), else_=null()),
-        case((c.held_out, null()), else_=_text(guide)) if guide else null(),
+        (
+            case((c.held_out, null()), else_=_by_variant(rule.send.guide_variants, variant, guide))
+            if (guide := rule.send.guide)
+            else null()
+        ),
         c.anchor_at,
         null() if compiled.anchor is None else c.anchor_event_id,  # an untyped NULL
         plus(c.anchor_at, rule.when.after),
         case((sends, _send_at(rule, settings, at, c.timezone)), else_=null()),
         c.held_out,
         case((sends, _message_id(rule, c.id, c.occurrence, settings.domain)), else_=null()),
+        chosen if rule.send.variants is not None else null(),
         literal(0),
         at.at(),
         at.at(),
@@ -286,6 +296,39 @@ def _held_out(rule: Rule, subject: ColumnElement[Any]) -> ColumnElement[bool]:
         return true()
     limit = threshold.to_bytes(HOLDOUT_KEY_BYTES, "big")
     return HoldoutKey(rule.id, subject) < literal(limit, LargeBinary())
+
+
+def _variant(rule: Rule, subject: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`decide.variant_of` in SQL: the variant hash compared against the boundaries of the
+    split, as `holdout_threshold` turns a percentage into the first key outside it."""
+    variants = rule.send.variants
+    if variants is None:
+        return null()
+    bounds = boundaries(variants)
+    key = HoldoutKey(variant_salted(rule.id), subject)
+    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
+    for name, upper in bounds[:-1]:
+        threshold = holdout_threshold(upper)
+        if threshold == 0:
+            continue  # no key lies below it: the variant gets nobody
+        if threshold >= 1 << (8 * HOLDOUT_KEY_BYTES):
+            return case(*whens, else_=_text(name)) if whens else _text(name)
+        limit = threshold.to_bytes(HOLDOUT_KEY_BYTES, "big")
+        whens.append((key < literal(limit, LargeBinary()), _text(name)))
+    last = _text(bounds[-1][0])
+    return case(*whens, else_=last) if whens else last
+
+
+def _by_variant(
+    variants: Variants | None, variant: ColumnElement[Any], plain: object
+) -> ColumnElement[Any]:
+    """The channel's message for the row's variant (a template or a guide id)."""
+    if variants is None:
+        return _text(plain if isinstance(plain, str) else None)
+    return case(
+        *((variant == name, _text(value)) for name, value in variants.variants.items()),
+        else_=null(),
+    )
 
 
 def _message_id(

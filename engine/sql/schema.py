@@ -130,6 +130,8 @@ deliveries = Table(
     Column("send_at", UTCDateTime()),
     Column("holdout", Boolean, nullable=False),
     Column("message_id", String(255)),
+    # Which of the rule's variants the row sent (migration 0010); NULL: no variants, or held out.
+    Column("variant", String(64)),
     Column("reply", Text),  # the mail server's last reply
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime(), nullable=False),

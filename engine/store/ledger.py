@@ -213,6 +213,7 @@ def _delivery_row(p: Planned, now: datetime) -> dict[str, Any]:
         "send_at": p.send_at,
         "holdout": p.holdout,
         "message_id": p.message_id,
+        "variant": p.variant,
         "attempts": 0,
         "created_at": now,
         "updated_at": now,

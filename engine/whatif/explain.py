@@ -312,6 +312,8 @@ def _conditions(where: dict[str, Ops]) -> str:
 def delivery_checks(rule: Rule, planned: Planned, at: datetime) -> tuple[Check, ...]:
     """Holdout, email and guide: what the tick at `at` would record for this firing."""
     checks = [_holdout_check(rule, planned)]
+    if planned.variant is not None:
+        checks.append(_variant_check(rule, planned))
     if rule.send.email and not planned.holdout:
         checks.append(_email_check(planned, at))
     if rule.send.guide and not planned.holdout:
@@ -325,6 +327,14 @@ def _holdout_check(rule: Rule, planned: Planned) -> Check:
     if planned.holdout:
         return Check("holdout", False, f"in the {share}: recorded as held_out, nothing sent")
     return Check("holdout", True, f"not in the {share}" if rule.holdout else "no holdout")
+
+
+def _variant_check(rule: Rule, planned: Planned) -> Check:
+    variants = rule.send.variants
+    assert variants is not None
+    assert planned.variant is not None
+    split = ", ".join(f"{name} {share:g}%" for name, share in variants.shares())
+    return Check("variant", True, f"{planned.variant} (split {split}; by rule and subject)")
 
 
 def _email_check(planned: Planned, at: datetime) -> Check:
@@ -356,6 +366,8 @@ def _summary(planned: Planned) -> str:
         parts.append(f"email skipped ({planned.reason})")
     elif planned.sends_email:
         parts.append(f"email {planned.email_template} at {_t(planned.send_at)}")
+    if planned.variant is not None:
+        parts.append(f"variant {planned.variant}")
     if planned.guide_id:
         parts.append(f"guide {planned.guide_id}")
     return ", ".join(parts)

@@ -78,6 +78,7 @@ class Entry:
     # `account:<id>` / `user:<id>` for `once_per: account`) and which of its firings.
     subject: str = ""
     occurrence: str = ""
+    variant: str | None = None  # which of the rule's variants the row sent
 
     @property
     def key(self) -> LedgerKey:
@@ -129,6 +130,7 @@ def entry(row: dict[str, Any]) -> Entry:
         guide=row["guide_id"],
         subject=row["subject"],
         occurrence=row["occurrence"],
+        variant=row.get("variant"),
     )
 
 
@@ -240,7 +242,7 @@ def compare(before: Entry | None, after: Entry | None) -> Change | None:
 def _what(item: Entry) -> tuple[str | None, ...]:
     """What a message is, apart from when: for an account's firing, the member it goes to is
     part of it (another member is another message under the same key)."""
-    return item.user_id, item.outcome, item.reason, item.email, item.guide
+    return item.user_id, item.outcome, item.reason, item.email, item.guide, item.variant
 
 
 def diff_totals(changes: Sequence[Change]) -> dict[str, Counter[str]]:

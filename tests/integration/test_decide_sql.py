@@ -36,6 +36,12 @@ def rules(draw: st.DrawFn) -> list[Rule]:
                     {"email": "t"},
                     {"guide": "g", "guide_params": {"step": 1}},
                     {"email": "t", "guide": "g"},
+                    {"email": {"variants": {"a": "t", "b": "t2"}, "split": {"a": 30, "b": 70}}},
+                    {
+                        "email": {"variants": {"a": "t", "b": "t2", "c": "t3"}},
+                        "guide": {"variants": {"a": "g", "b": "g2", "c": "g3"}},
+                    },
+                    {"guide": {"variants": {"x": "g", "y": "g2"}, "split": {"x": 0, "y": 100}}},
                 ]
             )
         )
