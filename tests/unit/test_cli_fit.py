@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from io import StringIO
 
 from rich.console import Console
 
 from engine.cli.fit import Column, fitted_table, kept
+from engine.cli.present import tick_table
 from engine.cli.progress import progress_bar
+from engine.runner import TickReport
 
 COLUMNS = [
     Column("Rule", 12, 0),
@@ -53,3 +56,12 @@ def test_the_progress_bar_draws_only_on_a_terminal() -> None:
         with progress_bar("Ingesting x.jsonl", 10, unit="lines", console=console) as update:
             update(5)
         assert ("Ingesting" in file.getvalue()) is drawn
+
+
+def test_the_tick_table_keeps_a_long_rule_id_whole_at_80_columns() -> None:
+    longest = "organic-data-engineer-no-connection-24h"  # the default pack's longest id
+    report = TickReport(datetime(2026, 3, 10, tzinfo=UTC))
+    report.written[f"{longest}/pending"] = 3
+    file = StringIO()
+    Console(width=80, file=file, color_system=None).print(tick_table(report))
+    assert any(longest in line for line in file.getvalue().splitlines())
