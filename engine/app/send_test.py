@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.app.wiring import App
 from engine.decide.keys import user_hash
 from engine.decide.variants import variant_of
 from engine.delivery.mail import SendError
 from engine.errors import LifecycleError, TemplateError
 from engine.rules.language import Rule
+from engine.runner import Runner
 
 SUBJECT_PREFIX = "[test] "
 
@@ -33,20 +33,22 @@ class TestSend:
     anchor: str  # where the anchor came from, for the operator: "plan" or "signup"
 
 
-def send_test(app: App, rule_id: str, user_id: str, to: str, now: datetime) -> TestSend:
-    """Send the email; LifecycleError naming the rule, user or template when it cannot be."""
-    rule = _email_rule(app, rule_id)
-    user = app.store.reads.user(user_id)
+def send_test(runner: Runner, rule_id: str, user_id: str, to: str, now: datetime) -> TestSend:
+    """Send the email; LifecycleError naming the rule, user or template when it cannot be.
+    Over the runner alone, so that the CLI and the daemon's console (whose runner has the
+    hot-reloaded rules) send it the same way."""
+    rule = _email_rule(runner, rule_id)
+    user = runner.store.reads.user(user_id)
     if user is None:
         raise LifecycleError(f"no user {user_id!r} in the database")
     user["traits"] = user["traits"] or {}
     # The template the user's variant gets: what a real send to them would render.
     template = rule.send.email_for(variant_of(rule, user_id))
     assert template is not None
-    anchor, guide, source = _anchor(app, rule, user, now)
-    message_id = test_message_id(rule.id, user_id, app.config.mail.domain)
+    anchor, guide, source = _anchor(runner, rule, user, now)
+    message_id = test_message_id(rule.id, user_id, runner.config.mail.domain)
     try:
-        message = app.runner.composer.message(
+        message = runner.composer.message(
             rule,
             template,
             user,
@@ -67,7 +69,7 @@ def send_test(app: App, rule_id: str, user_id: str, to: str, now: datetime) -> T
         )
         raise LifecycleError(f"rule {rule.id!r}: render error: {exc}{hint}") from None
     try:
-        receipt = app.runner.transport.send(message)
+        receipt = runner.transport.send(message)
     except SendError as exc:
         raise LifecycleError(f"the transport did not take the test email: {exc.reply}") from None
     return TestSend(rule.id, user_id, to, str(message["Subject"]), message_id, receipt, source)
@@ -78,11 +80,12 @@ def test_message_id(rule_id: str, user_id: str, domain: str) -> str:
     return f"<test.{rule_id}.{user_hash(user_id)}.{secrets.token_hex(6)}@{domain}>"
 
 
-def _email_rule(app: App, rule_id: str) -> Rule:
+def _email_rule(runner: Runner, rule_id: str) -> Rule:
+    rules = runner.rules
     try:
-        rule = app.rules.get(rule_id)
+        rule = rules.get(rule_id)
     except KeyError:
-        known = ", ".join(sorted(r.id for r in app.rules.rules))
+        known = ", ".join(sorted(r.id for r in rules.rules))
         raise LifecycleError(f"unknown rule {rule_id!r} (known: {known})") from None
     if not rule.send.email:
         raise LifecycleError(f"rule {rule_id!r} sends no email (send.email is not set)")
@@ -90,13 +93,13 @@ def _email_rule(app: App, rule_id: str) -> Rule:
 
 
 def _anchor(
-    app: App, rule: Rule, user: dict[str, Any], now: datetime
+    runner: Runner, rule: Rule, user: dict[str, Any], now: datetime
 ) -> tuple[tuple[datetime, dict[str, Any]], tuple[str | None, datetime | None], str]:
     """The anchor and guide a tick at `now` would give the row; when the rule would not fire
     for the user now (already sent, not yet due, expired), the signup as anchor, so that a
     template can still be checked against the user's own traits."""
-    planned = app.runner.dry_run(now, rule_ids=[rule.id], user_ids=[user["id"]], render=False)
-    ttl = rule.send.guide_ttl or app.config.defaults.guide_ttl
+    planned = runner.dry_run(now, rule_ids=[rule.id], user_ids=[user["id"]], render=False)
+    ttl = rule.send.guide_ttl or runner.config.defaults.guide_ttl
     # A held-out row sets no guide; the test shows the email the others get.
     plain = rule.send.guide_for(variant_of(rule, str(user["id"])))
     guide = (plain, now + ttl if plain else None)

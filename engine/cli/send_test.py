@@ -26,7 +26,7 @@ def send_test(state: State, rule_id: str, user_id: str, to: str, at: datetime | 
     if "@" not in parseaddr(to)[1]:
         raise LifecycleError(f"--to: not an email address: {to!r}")
     app = state.app()
-    sent = run_send_test(app, rule_id, user_id, to, at or SystemClock().now())
+    sent = run_send_test(app.runner, rule_id, user_id, to, at or SystemClock().now())
     anchor = "" if sent.anchor == "plan" else " (anchored on the signup: not due for this user)"
     out.print(
         f"sent {sent.subject!r} ({sent.rule_id} for {sent.user_id}) to {sent.to}{anchor}: "

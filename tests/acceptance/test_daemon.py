@@ -1,5 +1,6 @@
 """`lifecycle run` and `lifecycle api` as real processes: APScheduler ticks on its interval,
-emails reach the outbox, the API answers, and SIGTERM stops everything cleanly. Every wait
+emails reach the outbox, the API (and the console) answers, and SIGTERM stops everything
+cleanly. Every wait
 is bounded; only loopback addresses."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from engine.console.passwords import hash_password
 from tests.acceptance.conftest import Project, make_project
 from tests.acceptance.probed_daemon import SCRIPT, free_port
 
@@ -73,6 +75,27 @@ def test_the_daemon_ticks_serves_the_api_and_stops_on_sigterm(tmp_path: Path) ->
     assert len({(d["rule_id"], d["user_id"]) for d in rows}) == len(rows)
     sent = [d for d in rows if d["status"] == "sent" and d["email_template"]]
     assert len(list(project.outbox.glob("*.eml"))) == len(sent)
+
+
+def test_the_daemon_serves_the_console(tmp_path: Path) -> None:
+    port = free_port()
+    console = {
+        "secret_key": "daemon-console-secret-0123456789abcdef",
+        "users": {"maria": {"password_hash": hash_password("operator-password-1")}},
+    }
+    project = make_project(tmp_path, "sqlite:///lifecycle.db", api={"port": port}, console=console)
+    process = start(project, "run")
+    try:
+        wait_for(lambda: healthy(f"http://127.0.0.1:{port}/healthz"), process, "the API")
+        login = httpx.get(f"http://127.0.0.1:{port}/console/login", timeout=10)
+    finally:
+        stop(process)
+    # The login form itself, not the "console is off" 503 a daemon without the console gives.
+    assert login.status_code == 200, login.text
+    assert 'id="username"' in login.text
+    csp = login.headers["content-security-policy"]
+    assert "script-src 'none'" in csp
+    assert "frame-ancestors 'none'" in csp
 
 
 def test_the_daemon_without_the_api(tmp_path: Path) -> None:

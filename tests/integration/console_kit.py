@@ -63,13 +63,15 @@ class Console:
             yield client
 
 
-def console_config(tmp_path: Path, database_url: str, **console: Any) -> Config:
+def console_config(
+    tmp_path: Path, database_url: str, mail: dict[str, Any] | None = None, **console: Any
+) -> Config:
     return Config.model_validate(
         {
             "database": {"url": database_url},
             "paths": {"rules": str(ROOT / "rules"), "templates": str(ROOT / "templates")},
             "links": yaml.safe_load((ROOT / "config.yaml").read_text())["links"],
-            "mail": {"outbox": str(tmp_path / "outbox"), "quiet_hours": False},
+            "mail": {"outbox": str(tmp_path / "outbox"), "quiet_hours": False, **(mail or {})},
             "api": {"secret_key": "api-secret-key-0123456789abcdef-xyz"},
             "console": {
                 "secret_key": SECRET,
@@ -86,9 +88,13 @@ def console_config(tmp_path: Path, database_url: str, **console: Any) -> Config:
 
 @contextmanager
 def demo_console(
-    tmp_path: Path, database_url: str, now: datetime, **console: Any
+    tmp_path: Path,
+    database_url: str,
+    now: datetime,
+    mail: dict[str, Any] | None = None,
+    **console: Any,
 ) -> Iterator[Console]:
-    config = console_config(tmp_path, database_url, **console)
+    config = console_config(tmp_path, database_url, mail, **console)
     app = open_app(config)
     try:
         people = app.store.people

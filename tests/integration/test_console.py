@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -30,20 +31,38 @@ from tests.integration.console_kit import (
     demo_console,
     log_in,
 )
+from tests.smtp_server import SmtpServer
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def console(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Console]:
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def _database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'lifecycle.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
-        engine = create_engine(url)
-        _truncate(engine)
-        engine.dispose()
-    with demo_console(tmp_path, url, NOW) as console:
+        return f"sqlite:///{tmp_path / 'lifecycle.db'}"
+    url = str(request.getfixturevalue("pg_database"))
+    engine = create_engine(url)
+    _truncate(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=DATABASES)
+def console(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Console]:
+    with demo_console(tmp_path, _database_url(request, tmp_path), NOW) as console:
+        yield console
+
+
+@pytest.fixture(params=DATABASES)
+def smtp_console(
+    request: pytest.FixtureRequest, tmp_path: Path, smtp_server: SmtpServer
+) -> Iterator[Console]:
+    """The console of a daemon whose transport is the test SMTP server."""
+    smtp = {"host": smtp_server.host, "port": smtp_server.port, "security": "none"}
+    mail = {"transport": "smtp", "smtp": {**smtp, "timeout": "5s"}}
+    with demo_console(tmp_path, _database_url(request, tmp_path), NOW, mail) as console:
         yield console
 
 
@@ -405,3 +424,103 @@ def test_without_a_login_configured_the_console_says_how_to_turn_it_on(
         answer = httpx.get(f"{base}/console/rules", timeout=10)
     assert answer.status_code == 503
     assert "console.users (lifecycle hash-password)" in answer.text
+
+
+# ---- test sends --------------------------------------------------------------------------
+
+
+def _send_form(client: httpx.Client, console: Console) -> tuple[str, str]:
+    page = client.get(f"/console/rules/{console.rule_id}?user={quote(console.firing_user)}")
+    assert page.status_code == 200
+    return page.text, csrf_of(page.text)
+
+
+def _without_audit(console: Console) -> dict[str, list[dict[str, Any]]]:
+    tables = dict(console.app.store.reads.dump())
+    del tables[audit.name]  # the login and the send are recorded there, and nowhere else
+    return tables
+
+
+def test_an_operator_sends_a_test_and_the_audit_says_who_where_and_when(
+    smtp_console: Console, smtp_server: SmtpServer
+) -> None:
+    console = smtp_console
+    with console.client() as client:
+        log_in(client, OPERATOR, OPERATOR_PASSWORD)
+        html, token = _send_form(client, console)
+        assert 'id="send-test"' in html
+        before = _without_audit(console)
+        console.clock.at = NOW + timedelta(minutes=5)
+        response = client.post(
+            f"/console/rules/{console.rule_id}/send-test",
+            data={"csrf": token, "user": console.firing_user, "at": "", "to": "qa@example.org"},
+        )
+    assert response.status_code == 200, response.text
+    _assert_strict(response)
+    assert "Test sent to qa@example.org" in response.text
+    [planned] = console.app.runner.dry_run(
+        NOW + timedelta(minutes=5), rule_ids=[console.rule_id], user_ids=[console.firing_user]
+    )
+    assert planned.rendered is not None
+    [message] = smtp_server.messages
+    assert message.rcpt_tos == ("qa@example.org",)
+    assert message.message["To"] == "qa@example.org"
+    assert message.message["Subject"] == "[test] " + planned.rendered.subject
+    assert str(message.message["Message-ID"]).startswith("<test.")
+    assert _without_audit(console) == before  # no ledger row, flag or suppression
+    login, sent = _audit_rows(console)
+    assert login["action"] == "login"
+    assert (sent["actor"], sent["role"], sent["action"]) == (OPERATOR, "operator", "send_test")
+    assert sent["at"] == NOW + timedelta(minutes=5)
+    assert sent["target"] == f"user:{console.firing_user}"
+    assert f"rule={console.rule_id} to=qa@example.org" in str(sent["detail"])
+
+
+def test_a_refused_test_send_shows_the_transports_reply(
+    smtp_console: Console, smtp_server: SmtpServer
+) -> None:
+    console = smtp_console
+    smtp_server.reply_next_rcpt("550 5.1.1 <qa@example.org>: no such user")
+    with console.client() as client:
+        log_in(client, OPERATOR, OPERATOR_PASSWORD)
+        _html, token = _send_form(client, console)
+        response = client.post(
+            f"/console/rules/{console.rule_id}/send-test",
+            data={"csrf": token, "user": console.firing_user, "to": "qa@example.org"},
+        )
+    assert response.status_code == 200
+    assert "Test not sent to qa@example.org" in response.text
+    assert "550 5.1.1 &lt;qa@example.org&gt;: no such user" in response.text
+    assert "Traceback" not in response.text
+    assert smtp_server.messages == []
+    assert "not sent: " in str(_audit_rows(console)[-1]["detail"])
+
+
+def test_a_test_send_needs_an_operator_a_csrf_token_and_one_address(
+    smtp_console: Console, smtp_server: SmtpServer
+) -> None:
+    console = smtp_console
+    path = f"/console/rules/{console.rule_id}/send-test"
+    fields = {"user": console.firing_user, "to": "qa@example.org"}
+    with console.client() as client:
+        log_in(client, VIEWER, VIEWER_PASSWORD)
+        html, token = _send_form(client, console)
+        assert 'id="send-test"' not in html  # no form for the read-only
+        refused = client.post(path, data={**fields, "csrf": token})
+        assert refused.status_code == 403
+        assert f"{VIEWER} is read-only" in refused.text
+        client.cookies.clear()
+        log_in(client, OPERATOR, OPERATOR_PASSWORD)
+        _html, token = _send_form(client, console)
+        assert client.post(path, data=fields).status_code == 403  # no CSRF token
+        for to in (
+            "qa@example.org, x@example.org",
+            "qa@example.org\r\nBcc: x@example.org",
+            "not-an-address",
+            "q" * 250 + "@example.org",
+            "",
+        ):
+            answer = client.post(path, data={**fields, "csrf": token, "to": to})
+            assert answer.status_code == 400, to
+    assert smtp_server.messages == []
+    assert [row["action"] for row in _audit_rows(console)] == ["login", "login"]
