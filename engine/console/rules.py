@@ -17,6 +17,7 @@ from engine.console.access import Gate, Principal, form_fields
 from engine.console.describe import summarize
 from engine.console.params import Instant, Name, PageNumber, instant
 from engine.console.preview import preview, upcoming
+from engine.console.reports import default_period, impact_report, rule_impacts
 from engine.console.setup import PAGE_SIZE, ConsoleSetup, offset
 from engine.console.web import Refused, page, preview_document
 from engine.errors import LifecycleError
@@ -51,6 +52,10 @@ def rule_routes(setup: ConsoleSetup, gate: Gate) -> APIRouter:
             {s for per_rule in counts.values() for s in per_rule},
             key=lambda s: (STATUS_ORDER.index(s) if s in STATUS_ORDER else 99, s),
         )
+        # One impact report for the whole page, the reports page's own (its default 30 days):
+        # a query per rule would repeat the ledger scan the report already does for all.
+        period = default_period(setup)
+        impacts = rule_impacts(impact_report(setup, period), rules.rules)
         return page(
             "rules.html.j2",
             title="Rules",
@@ -58,6 +63,8 @@ def rule_routes(setup: ConsoleSetup, gate: Gate) -> APIRouter:
             rules=[summarize(rules, rule, setup.config.base_dir) for rule in rules.rules],
             counts=counts,
             statuses=statuses,
+            impacts=impacts,
+            period=period.describe(),
         )
 
     @router.get("/rules/{rule_id}")

@@ -18,7 +18,7 @@ from engine.clock import FixedClock
 from engine.config import Config
 from engine.http.app import create_app
 from engine.http.server import running_server
-from engine.sql.schema import audit
+from engine.sql.schema import audit, deliveries
 from engine.store import EventRecord, Store, UserUpsert
 from tests.conftest import _truncate
 from tests.integration.console_kit import (
@@ -288,6 +288,87 @@ def test_the_rules_page_lists_every_rule_with_its_counts(
     assert f"{day} / {week} / {ever}" in response.text
     assert ">failed<" in response.text
     assert ">unknown<" in response.text
+
+
+PLANTED_RULE = "welcome-invited-data-engineer"  # goal: workflow_saved within 7d
+
+
+def _plant_impact(store: Store) -> None:
+    """40 treated users of whom 20 reach the goal, 40 held out of whom 8 do, fired two days
+    ago: enough units and conversions for the report to give an interval."""
+    fired = NOW - timedelta(days=2)
+    arms = [("sent", False, index < 20) for index in range(40)]
+    arms += [("held_out", True, index < 8) for index in range(40)]
+    ids = [f"planted-{index}" for index in range(len(arms))]
+    store.people.upsert_users([UserUpsert(i, {}, signed_up_at=fired) for i in ids], NOW)
+    goals = [
+        EventRecord(i, "workflow_saved", fired + timedelta(hours=1), {}, None)
+        for i, (_status, _held, converts) in zip(ids, arms, strict=True)
+        if converts
+    ]
+    store.people.insert_events(goals, NOW)
+    with store.engine.begin() as connection:
+        connection.execute(
+            deliveries.insert(),
+            [
+                {
+                    "rule_id": PLANTED_RULE,
+                    "user_id": i,
+                    "subject": i,
+                    "status": status,
+                    "holdout": held,
+                    "anchor_at": fired,
+                    "fire_at": fired,
+                    "created_at": fired,
+                    "updated_at": fired,
+                }
+                for i, (status, held, _converts) in zip(ids, arms, strict=True)
+            ],
+        )
+
+
+def _cells(html: str, rule_id: str) -> list[str]:
+    """The cells (as HTML) of the row a table starts with `rule_id` (a link or plain text)."""
+    row = re.search(rf"<tr[^>]*>\s*<td>(?:<a [^>]*>)?{re.escape(rule_id)}<.*?</tr>", html, re.S)
+    assert row is not None, rule_id
+    return re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.S)
+
+
+def _text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def _impact(html: str, rule_id: str) -> str:
+    """The rules page's impact lines for `rule_id`, under its goal."""
+    [goal] = [c for c in _cells(html, rule_id) if 'class="impact"' in c]
+    found = re.search(r'<div class="impact">(.*?)</div>', goal, re.S)
+    assert found is not None
+    return _text(found.group(1))
+
+
+def test_the_rules_page_shows_each_rules_impact_as_the_reports_page_does(
+    client: httpx.Client, console: Console
+) -> None:
+    _plant_impact(console.app.store)
+    log_in(client, VIEWER, VIEWER_PASSWORD)
+    reports = client.get("/console/reports")  # its default period: the last 30 days
+    _rule, treated, held, lift, ci, *_ = map(_text, _cells(reports.text, PLANTED_RULE))
+    rules = client.get("/console/rules")
+    assert rules.status_code == 200
+    assert "<th>Goal, impact</th>" in rules.text
+    impact = _impact(rules.text, PLANTED_RULE)
+    treated_rate = re.search(r"\((.+)\)$", treated)
+    held_rate = re.search(r"\((.+)\)$", held)
+    assert treated_rate is not None
+    assert held_rate is not None
+    assert ci.startswith("[")  # planted to be large enough for an interval
+    expected_lift = lift.split(" (")[0]  # the reports page adds the relative lift
+    assert impact == f"{treated_rate[1]} vs {held_rate[1]} {expected_lift} {ci}"
+    # Rules without a goal say so; none of the repository's goal rules is left blank.
+    for rule in console.app.runner.rules.rules:
+        cell = _impact(rules.text, rule.id)
+        assert cell, rule.id
+        assert (cell == "no goal") == (rule.goal is None), rule.id
 
 
 def test_a_rule_page_previews_the_email_as_sent(client: httpx.Client, console: Console) -> None:
