@@ -15,6 +15,7 @@ from engine.console.rules import rule_routes
 from engine.console.setup import ConsoleSetup
 from engine.console.users import user_routes
 from engine.console.web import HEADERS, PREFIX, ConsoleProblem, problem_page, stylesheet, url
+from engine.console.whatif import whatif_routes
 
 __all__ = ["ConsoleSetup", "console_disabled", "install"]
 
@@ -39,6 +40,7 @@ def install(app: FastAPI, setup: ConsoleSetup) -> None:
         user_routes,
         delivery_routes,
         report_routes,
+        whatif_routes,
         audit_routes,
     ):
         router.include_router(routes(setup, gate))

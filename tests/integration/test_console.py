@@ -20,6 +20,7 @@ from engine.http.app import create_app
 from engine.http.server import running_server
 from engine.sql.schema import audit, deliveries
 from engine.store import EventRecord, Store, UserUpsert
+from engine.whatif.replay import OUTCOMES, Period, by_rule, replay, summarize
 from tests.conftest import _truncate
 from tests.integration.console_kit import (
     OPERATOR,
@@ -86,6 +87,7 @@ def test_every_page_needs_a_login(client: httpx.Client, console: Console) -> Non
         "/console/users",
         "/console/deliveries?status=failed",
         "/console/reports",
+        "/console/whatif",
         "/console/audit",
     ):
         response = client.get(path)
@@ -472,6 +474,59 @@ def test_the_reports_page_shows_the_impact_table(client: httpx.Client, console: 
     assert "2026-03-01T00:00:00Z to 2026-03-10T12:00:00Z" in response.text
     wrong = client.get("/console/reports", params={"from": "2026-04-01T00:00:00Z"})
     assert wrong.status_code == 400
+
+
+def test_the_whatif_page_replays_the_rules_and_writes_nothing(
+    client: httpx.Client, console: Console
+) -> None:
+    log_in(client, VIEWER, VIEWER_PASSWORD)
+    form = client.get("/console/whatif")
+    assert form.status_code == 200
+    _assert_strict(form)
+    assert 'id="whatif"' not in form.text  # no replay until one is asked for
+    before = console.app.store.reads.dump()
+    start, end = NOW - timedelta(days=2), NOW
+    response = client.get(
+        "/console/whatif",
+        params={"from": "2026-03-08T12:00:00Z", "to": "2026-03-10T12:00:00Z", "step": "1h"},
+    )
+    assert response.status_code == 200
+    expected = summarize(
+        replay(console.app.runner, Period(start, end, timedelta(hours=1))).entries, by_rule
+    )
+    assert expected, "the demo population must fire some rules over two days"
+    for rule_id, per_outcome in expected.items():
+        cells = [_text(c) for c in _cells(response.text, rule_id)]
+        assert cells == [
+            rule_id,
+            *(str(per_outcome[o]) for o in OUTCOMES),
+            str(sum(per_outcome.values())),
+        ]
+    assert len(re.findall(r"<tr><td><a ", response.text)) == len(expected)
+    assert console.app.store.reads.dump() == before  # the replay was rolled back
+    assert 'href="/console/whatif"' in response.text  # in the nav
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"from": "2026-03-01T00:00:00Z", "to": "2026-03-08T00:00:01Z"}, "at most 7d"),
+        (
+            {"from": "2026-03-09T00:00:00Z", "to": "2026-03-10T00:00:00Z", "step": "14m"},
+            "at least 15m",
+        ),
+        ({"from": "2026-03-09T00:00:00Z", "to": "2026-03-10T00:00:00Z", "step": "soon"}, "step:"),
+        ({"from": "2026-03-10T00:00:00Z", "to": "2026-03-09T00:00:00Z"}, "is before"),
+        ({"from": "2026-03-09T00:00:00Z"}, "both are needed"),
+    ],
+)
+def test_the_whatif_page_refuses_an_unbounded_replay(
+    client: httpx.Client, params: dict[str, str], message: str
+) -> None:
+    log_in(client, VIEWER, VIEWER_PASSWORD)
+    response = client.get("/console/whatif", params=params)
+    assert response.status_code == 400
+    assert message in response.text
 
 
 def _escaped(text: str) -> str:
