@@ -9,13 +9,13 @@ development: its links point at the public name."""
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
 from engine.config import Config
 from engine.errors import LifecycleError
+from engine.rules.webhooks import is_loopback
 
 MIN_KEY_BYTES = 32
 # The model's default and the key config.yaml ships: public, so anyone can sign with them.
@@ -42,17 +42,6 @@ def weakness(key: str) -> str | None:
     if size < MIN_KEY_BYTES:
         return f"api.secret_key is {size} bytes long, shorter than {MIN_KEY_BYTES}"
     return None
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def development(config: Config, host: str | None) -> str | None:

@@ -4,16 +4,18 @@ PostgreSQL: upgrade to every branch's head, downgrade one branch, and the first-
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, inspect
 
-from engine.store import MigrationError, Schema, connect, migrate
+from engine.store import MigrationError, Schema, migrate
 from engine.store.migrator import PACKAGED_VERSIONS
-from tests.conftest import PG_ADMIN_URL, _pg_unavailable
+
+# The fixture of an engine on a database with no tables at all, on both databases.
+from tests.integration.test_ledger_migration import empty
+
+__all__ = ["empty"]  # a fixture: used by name, not by reference
 
 # The packaged revisions newest first, from the files: a new migration changes no test here.
 PACKAGED = sorted(
@@ -42,30 +44,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("team_notes")
 '''
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An engine on a database with no tables at all."""
-    if request.param == "sqlite":
-        engine = connect(f"sqlite:///{tmp_path / 'empty.db'}")
-        yield engine
-        engine.dispose()
-        return
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"lifecycle_schema_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "missing"
-        admin.dispose()
-        _pg_unavailable(f"{PG_ADMIN_URL} could not be used: {type(exc).__name__}: {exc}")
-    engine = connect(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    yield engine
-    engine.dispose()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture
